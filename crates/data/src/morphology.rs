@@ -125,6 +125,14 @@ impl Default for LabelTable {
 }
 
 impl LabelTable {
+    /// The table of masks leukex writes itself ([`MorphologyMask::write_png`]):
+    /// the default ids plus 255 for unlabelled pixels.
+    pub fn leukex_written() -> Self {
+        let mut t = Self::default();
+        t.ids.insert(MorphologyMask::UNLABELLED as u16, LabelTarget::Unlabelled);
+        t
+    }
+
     pub fn new(ids: BTreeMap<u16, LabelTarget>) -> Self {
         LabelTable { ids }
     }
