@@ -40,6 +40,28 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// The file or folder the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            DataError::Io { path, .. }
+            | DataError::Image { path, .. }
+            | DataError::Invalid { path, .. }
+            | DataError::MaskSize { path, .. }
+            | DataError::UnknownLabelId { path, .. } => path,
+        }
+    }
+
+    /// The problem without the leading `path: `, for reports that show the
+    /// path in a column of its own.
+    pub fn message(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        match full.strip_prefix(&prefix) {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
