@@ -243,6 +243,9 @@ fn augment_cmd(data: &DatasetArgs, split_path: &Path, per_class: usize, seed: u6
         manifest.push_str(&format!("{}.png,{},{},{}\n", item.name, item.label, mask, item.source));
     }
     fsutil::write_bytes_atomic(&out.join("manifest.csv"), manifest.as_bytes())?;
+    // Integer labels keep their class names through classes.txt.
+    let names: String = ds.classes.iter().map(|c| format!("{c}\n")).collect();
+    fsutil::write_bytes_atomic(&out.join(leukex_data::dataset::CLASSES_FILE), names.as_bytes())?;
     if ds.samples.iter().any(|s| s.mask.is_some()) {
         LabelTable::leukex_written().write_json(&out.join("masks").join("labels.json"))?;
     }

@@ -19,6 +19,9 @@ use std::str::FromStr;
 
 /// The manifest file name looked for in a data folder.
 pub const MANIFEST_FILE: &str = "manifest.csv";
+/// Optional class names of a manifest with integer labels, one per line in
+/// index order (e.g. `healthy`, `all`), so `0`/`1` labels keep their meaning.
+pub const CLASSES_FILE: &str = "classes.txt";
 /// The label table file name looked for beside the masks or in the data folder.
 pub const LABELS_FILE: &str = "labels.json";
 /// leukex's own masks folder.
@@ -586,6 +589,17 @@ fn read_manifest(
     opts: &OpenOptions,
     f: &mut Findings,
 ) -> Option<ClassesAndSamples> {
+    let with_names;
+    let opts = match (&opts.classes, read_classes_file(&base.join(CLASSES_FILE), f)) {
+        (None, Some(names)) => {
+            with_names = OpenOptions {
+                classes: Some(names),
+                ..opts.clone()
+            };
+            &with_names
+        }
+        _ => opts,
+    };
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) => {
@@ -742,6 +756,32 @@ fn read_manifest(
     }
     report_empty_manifest_classes(path, &classes, &samples, integer_labels, f);
     Some((classes, samples))
+}
+
+/// Reads `classes.txt` (one class name a line) if it exists.
+fn read_classes_file(path: &Path, f: &mut Findings) -> Option<Vec<String>> {
+    if !path.is_file() {
+        return None;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let names: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            if names.is_empty() {
+                f.fatal(DataError::invalid(path, "lists no class names"));
+                return None;
+            }
+            Some(names)
+        }
+        Err(e) => {
+            f.fatal(DataError::io(path, e));
+            None
+        }
+    }
 }
 
 /// Whether labels are class indices: all integers, and no class names were

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fsutil;
 pub mod image_io;
 pub mod morphology;
+pub mod npy;
 pub mod preprocess;
 pub mod split;
 pub mod summary;

@@ -180,6 +180,11 @@ fn manifest_integer_labels_are_class_indices() {
     let ds = Dataset::open(d, &opts).unwrap();
     assert_eq!(ds.classes, ["healthy", "all"]);
     assert_eq!(ds.samples[0].label, 1);
+    // Or from classes.txt beside the manifest (what `leukex synth` writes).
+    write(&d.join("classes.txt"), "healthy\nall\n");
+    let ds = open(d);
+    assert_eq!(ds.classes, ["healthy", "all"]);
+    assert_eq!(ds.class_counts(), [1, 2]);
 }
 
 #[test]
