@@ -1,0 +1,449 @@
+//! PyTorch `state_dict` files: reading (`.safetensors`, zip `.pth`, legacy pickle `.pth`)
+//! and applying them to a model under torchvision's key names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::prelude::*;
+use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
+use burn::tensor::{bf16, f16};
+
+use crate::layers::LayerVisitor;
+
+/// Errors while reading or applying weights. Every variant names the source (file path,
+/// or the label of an in-memory [`StateDict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read weights file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse weights file {path} ({format}): {message}")]
+    Parse {
+        path: String,
+        format: &'static str,
+        message: String,
+    },
+    #[error("tensor {key} in {path} has unsupported dtype {dtype}")]
+    DType {
+        path: String,
+        key: String,
+        dtype: String,
+    },
+    #[error("{}", mismatch_message(.source_name, .arch, .missing, .unexpected, .wrong_shape))]
+    Mismatch {
+        /// File path or in-memory label.
+        source_name: String,
+        /// Architecture the weights were applied to.
+        arch: String,
+        /// Keys the model needs that the state dict lacks.
+        missing: Vec<String>,
+        /// Keys in the state dict the model does not have (`num_batches_tracked` and
+        /// GoogLeNet's `aux1.*` / `aux2.*` are never reported).
+        unexpected: Vec<String>,
+        /// Keys present with the wrong shape.
+        wrong_shape: Vec<ShapeMismatch>,
+    },
+}
+
+/// A key whose tensor has the wrong shape (torch layout, e.g. Linear `[out, in]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    pub key: String,
+    pub expected: Vec<usize>,
+    pub found: Vec<usize>,
+}
+
+impl fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (expected {:?}, found {:?})",
+            self.key, self.expected, self.found
+        )
+    }
+}
+
+fn mismatch_message(
+    source: &str,
+    arch: &str,
+    missing: &[String],
+    unexpected: &[String],
+    wrong: &[ShapeMismatch],
+) -> String {
+    let mut s = format!(
+        "weights {source} do not fit {arch}: {} missing, {} unexpected, {} wrongly shaped key(s)",
+        missing.len(),
+        unexpected.len(),
+        wrong.len()
+    );
+    if !missing.is_empty() {
+        s += &format!("\n  missing: {}", missing.join(", "));
+    }
+    if !unexpected.is_empty() {
+        s += &format!("\n  unexpected: {}", unexpected.join(", "));
+    }
+    if !wrong.is_empty() {
+        let w: Vec<String> = wrong.iter().map(|m| m.to_string()).collect();
+        s += &format!("\n  wrong shape: {}", w.join(", "));
+    }
+    s
+}
+
+/// One tensor of a state dict, converted to `f32` (row-major, torch layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A PyTorch `state_dict`: key → tensor, plus the name of where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct StateDict {
+    source: String,
+    tensors: BTreeMap<String, StateTensor>,
+}
+
+/// File container detected by [`StateDict::read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFormat {
+    Safetensors,
+    /// Anything `torch.save` writes: zip archive (PyTorch ≥ 1.6) or legacy pickle stream.
+    Pytorch,
+}
+
+impl StateDict {
+    /// An empty state dict labelled `source` (used in error messages).
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            tensors: BTreeMap::new(),
+        }
+    }
+
+    /// Where this state dict came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) {
+        let n: usize = shape.iter().product();
+        assert_eq!(n, data.len(), "shape/data length mismatch");
+        self.tensors.insert(key.into(), StateTensor { shape, data });
+    }
+
+    pub fn get(&self, key: &str) -> Option<&StateTensor> {
+        self.tensors.get(key)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<StateTensor> {
+        self.tensors.remove(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Detects the container from the file's first bytes: safetensors (8-byte header
+    /// length then `{`), otherwise a `torch.save` file (zip or legacy pickle).
+    pub fn detect(path: &Path) -> Result<WeightsFormat, WeightsError> {
+        use std::io::Read;
+        let mut head = [0u8; 9];
+        let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+        let n = f.read(&mut head).map_err(|e| io_err(path, e))?;
+        if n == 9 && head[8] == b'{' {
+            Ok(WeightsFormat::Safetensors)
+        } else {
+            Ok(WeightsFormat::Pytorch)
+        }
+    }
+
+    /// Reads a state dict from `.safetensors`, zip `.pth`/`.pt` or legacy (pre-1.6) pickle
+    /// `.pth`. The format is detected from the content, not the extension.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        let path = path.as_ref();
+        match Self::detect(path)? {
+            WeightsFormat::Safetensors => Self::read_safetensors(path),
+            WeightsFormat::Pytorch => Self::read_pytorch(path),
+        }
+    }
+
+    pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Parse {
+                path: path.display().to_string(),
+                format: "safetensors",
+                message: e.to_string(),
+            })?;
+        let mut sd = Self::new(path.display().to_string());
+        for (key, view) in st.tensors() {
+            use safetensors::Dtype as S;
+            let dtype = match view.dtype() {
+                S::F32 => PtDType::F32,
+                S::F64 => PtDType::F64,
+                S::F16 => PtDType::F16,
+                S::BF16 => PtDType::BF16,
+                S::I64 => PtDType::I64,
+                S::I32 => PtDType::I32,
+                S::I16 => PtDType::I16,
+                S::I8 => PtDType::I8,
+                S::U8 => PtDType::U8,
+                S::BOOL => PtDType::Bool,
+                other => {
+                    return Err(WeightsError::DType {
+                        path: sd.source.clone(),
+                        key,
+                        dtype: format!("{other:?}"),
+                    });
+                }
+            };
+            let data = to_f32(view.data(), dtype);
+            sd.insert(key, view.shape().to_vec(), data);
+        }
+        Ok(sd)
+    }
+
+    pub fn read_pytorch(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        let path = path.as_ref();
+        let reader = PytorchReader::new(path).map_err(|e| WeightsError::Parse {
+            path: path.display().to_string(),
+            format: "torch.save pickle",
+            message: e.to_string(),
+        })?;
+        let mut sd = Self::new(path.display().to_string());
+        for (key, t) in reader.into_tensors() {
+            let bytes = t.read().map_err(|e| io_err(path, e))?;
+            let data = to_f32(&bytes, t.dtype());
+            sd.insert(key, t.shape().to_vec(), data);
+        }
+        Ok(sd)
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> WeightsError {
+    WeightsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Little-endian bytes of `dtype` to f32 (integers and bools too, so that
+/// `num_batches_tracked` round-trips; it is never applied).
+fn to_f32(b: &[u8], dtype: PtDType) -> Vec<f32> {
+    fn arr<const N: usize>(c: &[u8]) -> [u8; N] {
+        c.try_into().expect("chunk size")
+    }
+    match dtype {
+        PtDType::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(arr(c)))
+            .collect(),
+        PtDType::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::F16 => b
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes(arr(c)).to_f32())
+            .collect(),
+        PtDType::BF16 => b
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes(arr(c)).to_f32())
+            .collect(),
+        PtDType::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::U64 => b
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::I32 => b
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::U32 => b
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::I16 => b
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::U16 => b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(arr(c)) as f32)
+            .collect(),
+        PtDType::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
+        PtDType::U8 | PtDType::Bool => b.iter().map(|&v| v as f32).collect(),
+    }
+}
+
+/// Keys ignored when loading: BatchNorm's step counter and GoogLeNet's auxiliary heads.
+pub(crate) fn ignorable(key: &str, ignore_aux: bool) -> bool {
+    key.ends_with(".num_batches_tracked")
+        || (ignore_aux && (key.starts_with("aux1.") || key.starts_with("aux2.")))
+}
+
+/// Lists the torchvision keys of a model with their torch-layout shapes.
+#[derive(Default)]
+pub(crate) struct KeyLister {
+    pub(crate) keys: Vec<(String, Vec<usize>)>,
+}
+
+fn shape_of<const D: usize>(p: &Param<Tensor<D>>) -> Vec<usize> {
+    p.lazy_shape().to_vec()
+}
+
+impl LayerVisitor for KeyLister {
+    fn conv(&mut self, name: &str, m: &mut Conv2d) {
+        self.keys
+            .push((format!("{name}.weight"), shape_of(&m.weight)));
+        if let Some(b) = &m.bias {
+            self.keys.push((format!("{name}.bias"), shape_of(b)));
+        }
+    }
+
+    fn bn(&mut self, name: &str, m: &mut BatchNorm) {
+        let c = shape_of(&m.gamma);
+        for s in ["weight", "bias", "running_mean", "running_var"] {
+            self.keys.push((format!("{name}.{s}"), c.clone()));
+        }
+    }
+
+    fn linear(&mut self, name: &str, m: &mut Linear) {
+        let s = shape_of(&m.weight); // burn: [in, out]
+        self.keys.push((format!("{name}.weight"), vec![s[1], s[0]]));
+        if let Some(b) = &m.bias {
+            self.keys.push((format!("{name}.bias"), shape_of(b)));
+        }
+    }
+}
+
+/// Replaces the (single) float value of a module with `data`, keeping ids.
+struct ReplaceValue(Option<TensorData>);
+
+impl ModuleMapper for ReplaceValue {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, old, mapper) = param.consume();
+        let data = self.0.take().expect("one value");
+        Param::from_mapped_value(id, Tensor::from_data(data, &old.device()), mapper)
+    }
+}
+
+/// Applies a state dict; records missing keys, wrong shapes and used keys.
+pub(crate) struct Loader<'a> {
+    pub(crate) sd: &'a StateDict,
+    pub(crate) used: BTreeSet<String>,
+    pub(crate) missing: Vec<String>,
+    pub(crate) wrong_shape: Vec<ShapeMismatch>,
+    /// When false, only checks (no tensor is created).
+    pub(crate) apply: bool,
+}
+
+impl<'a> Loader<'a> {
+    pub(crate) fn new(sd: &'a StateDict, apply: bool) -> Self {
+        Self {
+            sd,
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            wrong_shape: Vec::new(),
+            apply,
+        }
+    }
+
+    /// Looks up `key` with torch shape `expected`; records problems.
+    fn take(&mut self, key: String, expected: &[usize]) -> Option<&'a StateTensor> {
+        match self.sd.get(&key) {
+            None => {
+                self.missing.push(key);
+                None
+            }
+            Some(t) => {
+                self.used.insert(key.clone());
+                if t.shape != expected {
+                    self.wrong_shape.push(ShapeMismatch {
+                        key,
+                        expected: expected.to_vec(),
+                        found: t.shape.clone(),
+                    });
+                    None
+                } else if self.apply {
+                    Some(t)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn param<const D: usize>(&mut self, key: String, p: &mut Param<Tensor<D>>) {
+        let shape = shape_of(p);
+        if let Some(t) = self.take(key, &shape) {
+            let dev = p.lazy_device();
+            let tensor = Tensor::<D>::from_data(TensorData::new(t.data.clone(), shape), &dev);
+            *p = p.clone().transform_for_load(tensor, p.id);
+        }
+    }
+}
+
+impl LayerVisitor for Loader<'_> {
+    fn conv(&mut self, name: &str, m: &mut Conv2d) {
+        self.param(format!("{name}.weight"), &mut m.weight);
+        if let Some(b) = &mut m.bias {
+            self.param(format!("{name}.bias"), b);
+        }
+    }
+
+    fn bn(&mut self, name: &str, m: &mut BatchNorm) {
+        self.param(format!("{name}.weight"), &mut m.gamma);
+        self.param(format!("{name}.bias"), &mut m.beta);
+        for (suffix, state) in [
+            ("running_mean", &mut m.running_mean),
+            ("running_var", &mut m.running_var),
+        ] {
+            let shape = shape_of(&m.gamma);
+            if let Some(t) = self.take(format!("{name}.{suffix}"), &shape) {
+                let data = TensorData::new(t.data.clone(), shape);
+                // `RunningState::map` keeps the state's id.
+                *state = state.clone().map(&mut ReplaceValue(Some(data)));
+            }
+        }
+    }
+
+    fn linear(&mut self, name: &str, m: &mut Linear) {
+        let s = shape_of(&m.weight); // burn [in, out]
+        let (din, dout) = (s[0], s[1]);
+        if let Some(t) = self.take(format!("{name}.weight"), &[dout, din]) {
+            // torch [out, in] -> burn [in, out]
+            let mut w = vec![0f32; din * dout];
+            for o in 0..dout {
+                for i in 0..din {
+                    w[i * dout + o] = t.data[o * din + i];
+                }
+            }
+            let dev = m.weight.lazy_device();
+            let tensor = Tensor::<2>::from_data(TensorData::new(w, [din, dout]), &dev);
+            m.weight = m.weight.clone().transform_for_load(tensor, m.weight.id);
+        }
+        if let Some(b) = &mut m.bias {
+            self.param(format!("{name}.bias"), b);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Logits and input gradients equal PyTorch's (torchvision 0.29.2 / efficientnet-lite-pytorch
+//! 0.1.0) on identical closed-form weights and inputs. Reference values come from
+//! `scripts/fixtures/gen_models.py`; see `common/mod.rs` for the shared formula.
+//!
+//! Per architecture:
+//! * float32 (the production dtype): logits within 1e-4 (max abs) of PyTorch's float32 logits;
+//! * float64 (same weights cast exactly): logits within 1e-5 of PyTorch's float64 logits and
+//!   input gradient of one logit within 1e-5 relative L2 of PyTorch's float64 gradient
+//!   (the brief asks for <= 1e-3);
+//! * float32 input gradient: only a coarse check (relative L2 <= 5e-2 against the float64
+//!   reference). The gradient of a ReLU / max-pool network is piecewise constant in the
+//!   input; in float32, units within rounding error of a ReLU threshold or a max-pool tie
+//!   flip, and each flip moves gradient mass locally. PyTorch's own float32 gradient is
+//!   up to 2.5e-2 (ResNet-50) away from its float64 gradient on these fixtures (recorded in
+//!   the fixture metadata), so a 1e-3 bound is only meaningful in float64.
+
+mod common;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+use common::{Fixture, closed_form_state_dict, input_value};
+use leukex_models::{Arch, Classifier, ModelConfig};
+
+const LOGIT_MAX_ABS_F32: f64 = 1e-4;
+const LOGIT_MAX_ABS_F64: f64 = 1e-5;
+const GRAD_REL_L2_F64: f64 = 1e-5;
+const GRAD_REL_L2_F32: f64 = 5e-2;
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.cast(FloatDType::F64)
+        .into_data()
+        .try_to_vec::<f64>()
+        .expect("f64 data")
+}
+
+fn assert_informative(what: &str, v: &[f32]) {
+    assert!(
+        v.iter().all(|x| x.is_finite()),
+        "{what}: reference not finite"
+    );
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+    assert!(var.sqrt() > 1e-6, "{what}: reference is constant");
+}
+
+fn max_abs(a: &[f64], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - *y as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+fn rel_l2(got: &[f64], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(x, y)| (x - *y as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// Logits and the input gradient of `logits[:, target].sum()`; checks the hook names.
+fn logits_and_grad(model: &Classifier, x: Tensor<4>, target: usize) -> (Vec<f64>, Vec<f64>) {
+    let xa = x.autodiff().require_grad();
+    let mut names = Vec::new();
+    let logits = model.forward_with(xa.clone(), &mut |name, t| {
+        names.push(name.to_string());
+        t
+    });
+    assert_eq!(names, model.layer_names(), "hook names");
+    let grads = logits.clone().narrow(1, target, 1).sum().backward();
+    let gx = xa.grad(&grads).expect("input gradient");
+    (to_vec(logits.inner()), to_vec(gx))
+}
+
+fn run_case(case: &str) {
+    let fx = Fixture::load(case);
+    let arch: Arch = fx.meta["arch"].parse().unwrap();
+    let shape: Vec<usize> = serde_json::from_str(&fx.meta["input_shape"]).unwrap();
+    let num_classes: usize = fx.meta["num_classes"].parse().unwrap();
+    let target: usize = fx.meta["target"].parse().unwrap();
+    let transform_input = fx.meta["transform_input"] == "true";
+
+    let want_logits = &fx.tensors.get("logits").unwrap().data;
+    let want_logits64 = &fx.tensors.get("logits_f64").unwrap().data;
+    let want_grad = &fx.tensors.get("input_grad").unwrap().data;
+    assert_informative(&format!("{case} logits"), want_logits);
+    assert_informative(&format!("{case} input_grad"), want_grad);
+    if shape[0] > 1 {
+        let k = num_classes;
+        let a: Vec<f64> = want_logits[..k].iter().map(|&v| v as f64).collect();
+        assert!(
+            max_abs(&a, &want_logits[k..2 * k]) > 1e-3,
+            "{case}: reference logits equal across inputs"
+        );
+    }
+
+    let dev = Device::default();
+    let config = ModelConfig::new(arch, num_classes).with_transform_input(transform_input);
+    let mut model = Classifier::new(&config, &dev);
+    // Same keys, shapes and order as torch's state_dict (GoogLeNet: minus aux1/aux2).
+    let torch_keys: Vec<(String, Vec<usize>)> =
+        serde_json::from_str(&fx.meta["state_dict_keys"]).unwrap();
+    let torch_keys: Vec<_> = torch_keys
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aux1.") && !k.starts_with("aux2."))
+        .collect();
+    assert_eq!(
+        model.state_dict_keys(),
+        torch_keys,
+        "{case}: state_dict keys"
+    );
+    let sd = closed_form_state_dict(&model, Some(&fx.tensors));
+    model
+        .load_state_dict(&sd)
+        .expect("closed-form state dict loads");
+    drop(sd);
+    let model = model.valid();
+    assert_eq!(model.config(), config);
+    assert_eq!(model.num_classes(), num_classes);
+    assert_eq!(model.layer_names(), leukex_models::layer_names(arch));
+
+    let x = Tensor::<4>::from_data(TensorData::new(input_value(&shape), shape.clone()), &dev);
+
+    let (logits32, grad32) = logits_and_grad(&model, x.clone(), target);
+    assert_eq!(logits32.len(), shape[0] * num_classes);
+    let model = model.cast_float(FloatDType::F64);
+    let (logits64, grad64) = logits_and_grad(&model, x.cast(FloatDType::F64), target);
+
+    let d32 = max_abs(&logits32, want_logits);
+    let d64 = max_abs(&logits64, want_logits64);
+    let g64 = rel_l2(&grad64, want_grad);
+    let g32 = rel_l2(&grad32, want_grad);
+    eprintln!(
+        "{case:19} f32: logits max|diff| {d32:.2e} (torch f32 vs f64 {}), grad rel L2 {g32:.2e} \
+         (torch f32 {}) | f64: logits {d64:.2e}, grad rel L2 {g64:.2e}",
+        fx.meta["torch_f32_logits_max_abs_vs_f64"], fx.meta["torch_f32_input_grad_rel_l2_vs_f64"],
+    );
+    assert!(
+        d32 <= LOGIT_MAX_ABS_F32,
+        "{case}: f32 logits differ by {d32:e}\n got {logits32:?}\nwant {want_logits:?}"
+    );
+    assert!(
+        d64 <= LOGIT_MAX_ABS_F64,
+        "{case}: f64 logits differ by {d64:e}"
+    );
+    assert!(
+        g64 <= GRAD_REL_L2_F64,
+        "{case}: f64 input gradient rel L2 {g64:e}"
+    );
+    assert!(
+        g32 <= GRAD_REL_L2_F32,
+        "{case}: f32 input gradient rel L2 {g32:e}"
+    );
+}
+
+#[test]
+fn resnet18() {
+    run_case("resnet18");
+}
+
+#[test]
+fn resnet50() {
+    run_case("resnet50");
+}
+
+#[test]
+fn vgg19_128() {
+    run_case("vgg19_128");
+}
+
+#[test]
+fn vgg19_224() {
+    run_case("vgg19_224");
+}
+
+#[test]
+fn googlenet() {
+    run_case("googlenet");
+}
+
+#[test]
+fn googlenet_transform_input() {
+    run_case("googlenet_ti");
+}
+
+#[test]
+fn efficientnet_lite0() {
+    run_case("efficientnet-lite0");
+}
+
+#[test]
+#[should_panic(expected = "not finite")]
+fn nan_reference_is_rejected() {
+    assert_informative("nan", &[0.5, f32::NAN, 1.0]);
+}
+
+#[test]
+#[should_panic(expected = "constant")]
+fn constant_reference_is_rejected() {
+    assert_informative("constant", &[0.25; 16]);
+}
