@@ -2,10 +2,12 @@
 //! 60 images × 5 models × 20 methods (6 000 maps of 224×224, already in
 //! memory) in under 2 s on 2 cores. Runs the 8 default modes (paper,
 //! raw-mean, positive, top-5, top-10, top-20, otsu, mass) plus the six
-//! localisation metrics per map.
+//! localisation metrics per map, through `evaluate_map` (fused) and through
+//! the mode-by-mode reference it replaced.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leukex_data::MorphologyMask;
+use leukex_evaluate::run::evaluate_map_reference;
 use leukex_evaluate::{HeatMap, LocalisationOptions, Mode, Region, evaluate_map};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -92,6 +94,29 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The mode-by-mode reference (the code `evaluate_map` ran before the
+    // fused path), for the before/after figure. Skip with
+    // `LEUKEX_BENCH_FUSED_ONLY=1`.
+    if std::env::var_os("LEUKEX_BENCH_FUSED_ONLY").is_none() {
+        g.bench_function("reference: 6000 maps, mode by mode", |b| {
+            b.iter(|| {
+                maps.par_iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        let (shares, _) = evaluate_map_reference(
+                            m,
+                            &masks[i % IMAGES],
+                            &methods[i % METHODS],
+                            &modes,
+                            Region::cell(),
+                            &opts,
+                        );
+                        shares.len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -18,6 +18,9 @@
 //!   statsmodels).
 //! * [`run`]: [`evaluate_dir`] over a folder of `.npy` maps and mask PNGs,
 //!   writing `per_image.csv`, `summary.csv`, `summary.json`, `tables.md`.
+//! * [`fused`]: what [`evaluate_map`] runs — every mode and metric of one
+//!   map from one stable radix ranking, linear in the pixels; the per-mode
+//!   functions above stay the reference it is tested against.
 //!
 //! # The paper-mode artefact
 //!
@@ -43,6 +46,7 @@
 
 pub mod colormap;
 pub mod error;
+pub mod fused;
 pub mod heatmap;
 pub mod localisation;
 pub mod mode;

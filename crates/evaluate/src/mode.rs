@@ -204,7 +204,6 @@ pub fn top_k_count(pct: f64, n: usize) -> usize {
 /// the between-class variance (first maximum). A constant map returns its
 /// value, so nothing lies above it.
 pub fn otsu_threshold(values: &[f32]) -> f64 {
-    const BINS: usize = 256;
     let (lo, hi) = values
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
@@ -213,19 +212,39 @@ pub fn otsu_threshold(values: &[f32]) -> f64 {
     if lo >= hi {
         return lo;
     }
-    let width = (hi - lo) / BINS as f64;
-    let mut hist = [0f64; BINS];
+    let width = otsu_width(lo, hi);
+    let mut hist = [0f64; OTSU_BINS];
     for &v in values {
-        let b = (((v as f64 - lo) / width) as usize).min(BINS - 1);
-        hist[b] += 1.0;
+        hist[otsu_bin(v, lo, width)] += 1.0;
     }
+    otsu_from_histogram(&hist, lo, width)
+}
+
+/// Number of histogram bins of [`otsu_threshold`].
+pub(crate) const OTSU_BINS: usize = 256;
+
+/// Bin width of [`otsu_threshold`] for a map spanning `lo..=hi`.
+#[inline]
+pub(crate) fn otsu_width(lo: f64, hi: f64) -> f64 {
+    (hi - lo) / OTSU_BINS as f64
+}
+
+/// Bin of `v` in [`otsu_threshold`]'s histogram; non-decreasing in `v`.
+#[inline]
+pub(crate) fn otsu_bin(v: f32, lo: f64, width: f64) -> usize {
+    (((v as f64 - lo) / width) as usize).min(OTSU_BINS - 1)
+}
+
+/// The threshold from a histogram built with [`otsu_bin`] (shared by the
+/// per-pixel reference and the fused evaluation, so both agree exactly).
+pub(crate) fn otsu_from_histogram(hist: &[f64; OTSU_BINS], lo: f64, width: f64) -> f64 {
     let centre = |i: usize| lo + (i as f64 + 0.5) * width;
     // weight1/mean1 over bins 0..=i, weight2/mean2 over bins i+1..
     let total_w: f64 = hist.iter().sum();
     let total_m: f64 = hist.iter().enumerate().map(|(i, h)| h * centre(i)).sum();
     let (mut w1, mut m1) = (0.0, 0.0);
     let (mut best, mut best_i) = (f64::NEG_INFINITY, 0);
-    for (i, &h) in hist.iter().enumerate().take(BINS - 1) {
+    for (i, &h) in hist.iter().enumerate().take(OTSU_BINS - 1) {
         w1 += h;
         m1 += h * centre(i);
         let w2 = total_w - w1;

@@ -28,6 +28,7 @@
 //! * `tables.md`: the paper-style tables.
 
 use crate::error::{EvalError, Result};
+use crate::fused::{MAX_PIXELS, Scratch, evaluate_fused};
 use crate::heatmap::HeatMap;
 use crate::localisation::{
     Localisation, LocalisationOptions, Region, localise, oracle_map, random_map,
@@ -143,6 +144,36 @@ pub fn evaluate_map(
             undefined: Some(reason),
         };
     }
+    // One ranking serves every mode and the rank metrics (see
+    // `crate::fused`); buffers are reused per thread.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    }
+    let (shares, localisation) = if map.values.len() < MAX_PIXELS {
+        SCRATCH.with_borrow_mut(|s| {
+            evaluate_fused(&map.values, mask, method_id, modes, region, loc, s)
+        })
+    } else {
+        evaluate_map_reference(map, mask, method_id, modes, region, loc)
+    };
+    MapEvaluation {
+        shares,
+        localisation,
+        undefined: None,
+    }
+}
+
+/// [`evaluate_map`] mode by mode through [`select`] and [`localise`]: the
+/// straightforward reference the fused path is tested against (and the path
+/// for maps too large for its word layout).
+pub fn evaluate_map_reference(
+    map: &HeatMap,
+    mask: &MorphologyMask,
+    method_id: &str,
+    modes: &[Mode],
+    region: Region,
+    loc: &LocalisationOptions,
+) -> (Vec<(String, ClassShares)>, Localisation) {
     // One ranking serves the top-k modes and the rank metrics.
     let order = descending_order(&map.values);
     let shares = modes
@@ -153,11 +184,7 @@ pub fn evaluate_map(
         })
         .collect();
     let localisation = localise(&map.values, mask, region, loc, Some(&order));
-    MapEvaluation {
-        shares,
-        localisation,
-        undefined: None,
-    }
+    (shares, localisation)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

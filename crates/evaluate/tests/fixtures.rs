@@ -310,3 +310,56 @@ fn paper_mode_selects_zero_relevance_instead_of_the_nucleus() {
         "jet: the hottest pixels are the least red"
     );
 }
+
+/// The fused path behind `evaluate_map` on the same fixtures: paper-mode
+/// counts per class equal the matplotlib rendering's, and the localisation
+/// metrics equal the per-metric reference (which equals Quantus above).
+#[test]
+fn evaluate_map_equals_the_fixtures_too() {
+    let (maps, masks, w, h) = maps_and_masks();
+    let j = json();
+    let modes = [Mode::Paper(Some(Rendering::Innvestigate))];
+    for p in j["paper"].as_array().unwrap() {
+        let i = p["map"].as_u64().unwrap() as usize;
+        let map = HeatMap::new(w, h, maps[i].clone());
+        let e = leukex_evaluate::evaluate_map(
+            &map,
+            &masks[i],
+            "lrp",
+            &modes,
+            Region::cell(),
+            &LocalisationOptions::default(),
+        );
+        assert_eq!(
+            e.shares[0].1.amount.to_vec(),
+            f64s(&p["per_class"]),
+            "map {i}"
+        );
+    }
+    for case in j["localisation"].as_array().unwrap() {
+        let i = case["map"].as_u64().unwrap() as usize;
+        let region = Region::parse(case["region"].as_str().unwrap()).unwrap();
+        let opts = match case["config"].as_str().unwrap() {
+            "defaults" => LocalisationOptions::default(),
+            _ => LocalisationOptions {
+                normalise: false,
+                abs: Some(true),
+                top_k: 50,
+                concept_influence: true,
+                pointing_weighted: false,
+                positive_attributions: true,
+            },
+        };
+        let map = HeatMap::new(w, h, maps[i].clone());
+        let got = leukex_evaluate::evaluate_map(&map, &masks[i], "lrp", &modes, region, &opts)
+            .localisation
+            .values();
+        let want = localise(&maps[i], &masks[i], region, &opts, None).values();
+        for k in 0..6 {
+            match (got[k], want[k]) {
+                (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-9, "map {i} metric {k}"),
+                (g, w) => assert_eq!(g, w, "map {i} metric {k}"),
+            }
+        }
+    }
+}
