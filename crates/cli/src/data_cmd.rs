@@ -79,9 +79,9 @@ impl DatasetArgs {
     fn options(&self) -> Result<OpenOptions> {
         let label_table = match (&self.labels, &self.label_map) {
             (Some(path), _) => Some(LabelTable::read_json(path)?),
-            (None, Some(spec)) => {
-                Some(LabelTable::parse_spec(spec).map_err(|e| anyhow::anyhow!("--label-map: {e}"))?)
-            }
+            (None, Some(spec)) => Some(
+                LabelTable::parse_spec(spec).map_err(|e| anyhow::anyhow!("--label-map: {e}"))?,
+            ),
             (None, None) => None,
         };
         Ok(OpenOptions {
@@ -135,13 +135,21 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 
 fn check(args: &DatasetArgs) -> Result<()> {
     let report = leukex_data::check::check(&args.dir, &args.options()?);
-    let classes: Vec<String> = report.classes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+    let classes: Vec<String> = report
+        .classes
+        .iter()
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect();
     println!(
         "{}: {} images, {} masks; classes {}",
         args.dir.display(),
         report.images,
         report.masks,
-        if classes.is_empty() { "none".to_string() } else { classes.join(", ") }
+        if classes.is_empty() {
+            "none".to_string()
+        } else {
+            classes.join(", ")
+        }
     );
     for p in &report.problems {
         println!("problem: {p}");
@@ -150,7 +158,11 @@ fn check(args: &DatasetArgs) -> Result<()> {
         println!("no problems found");
         Ok(())
     } else {
-        bail!("{} problem(s) in {}", report.problems.len(), args.dir.display())
+        bail!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            args.dir.display()
+        )
     }
 }
 
@@ -205,15 +217,30 @@ fn split_cmd(data: &DatasetArgs, args: &SplitArgs, out: &Path) -> Result<()> {
 
 /// Writes the augmented training set. Each output file is written atomically
 /// and files already present are kept, so an interrupted run resumes.
-fn augment_cmd(data: &DatasetArgs, split_path: &Path, per_class: usize, seed: u64, out: &Path) -> Result<()> {
+fn augment_cmd(
+    data: &DatasetArgs,
+    split_path: &Path,
+    per_class: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
     let ds = data.open()?;
     let split = Split::read_json(split_path)?;
-    let by_stem: HashMap<&str, usize> = ds.samples.iter().enumerate().map(|(i, s)| (s.stem.as_str(), i)).collect();
+    let by_stem: HashMap<&str, usize> = ds
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.stem.as_str(), i))
+        .collect();
     let mut sources = Vec::new();
     for stem in &split.train {
-        let &i = by_stem
-            .get(stem.as_str())
-            .with_context(|| format!("{}: training image {stem} is not in {}", split_path.display(), data.dir.display()))?;
+        let &i = by_stem.get(stem.as_str()).with_context(|| {
+            format!(
+                "{}: training image {stem} is not in {}",
+                split_path.display(),
+                data.dir.display()
+            )
+        })?;
         sources.push((stem.clone(), ds.samples[i].label));
     }
     let plan = augment::plan(&sources, per_class, seed);
@@ -238,17 +265,31 @@ fn augment_cmd(data: &DatasetArgs, split_path: &Path, per_class: usize, seed: u6
     let mut manifest = String::from("path,label,mask,group\n");
     for item in &plan {
         let has_mask = ds.samples[by_stem[item.source.as_str()]].mask.is_some();
-        let mask = if has_mask { format!("masks/{}.png", item.name) } else { String::new() };
+        let mask = if has_mask {
+            format!("masks/{}.png", item.name)
+        } else {
+            String::new()
+        };
         // The source stem is the group: copies of one image belong together.
-        manifest.push_str(&format!("{}.png,{},{},{}\n", item.name, item.label, mask, item.source));
+        manifest.push_str(&format!(
+            "{}.png,{},{},{}\n",
+            item.name, item.label, mask, item.source
+        ));
     }
     fsutil::write_bytes_atomic(&out.join("manifest.csv"), manifest.as_bytes())?;
     // Integer labels keep their class names through classes.txt.
     let names: String = ds.classes.iter().map(|c| format!("{c}\n")).collect();
-    fsutil::write_bytes_atomic(&out.join(leukex_data::dataset::CLASSES_FILE), names.as_bytes())?;
+    fsutil::write_bytes_atomic(
+        &out.join(leukex_data::dataset::CLASSES_FILE),
+        names.as_bytes(),
+    )?;
     if ds.samples.iter().any(|s| s.mask.is_some()) {
         LabelTable::leukex_written().write_json(&out.join("masks").join("labels.json"))?;
     }
-    println!("{} augmented training images in {}", plan.len(), out.display());
+    println!(
+        "{} augmented training images in {}",
+        plan.len(),
+        out.display()
+    );
     Ok(())
 }

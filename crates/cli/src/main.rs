@@ -3,6 +3,8 @@
 //! the work itself lives in the library crates.
 
 mod data_cmd;
+mod evaluate_cmd;
+mod model_cmd;
 mod progress;
 
 use anyhow::Result;
@@ -27,6 +29,13 @@ enum Command {
     /// Inspect, split and augment a data set.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Measure heat maps against morphology masks: the paper's measure, corrected measures, localisation, statistics.
+    Evaluate(evaluate_cmd::EvaluateArgs),
+    /// Check and convert model weights.
+    #[command(subcommand)]
+    Weights(model_cmd::WeightsCommand),
+    /// Class predictions (or logits of preprocessed .npy input) of a model.
+    Predict(model_cmd::PredictArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +65,9 @@ fn main() {
     let result = match cli.command {
         Command::Synth(args) => synth(args),
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Evaluate(args) => evaluate_cmd::run(args),
+        Command::Weights(cmd) => model_cmd::run_weights(cmd),
+        Command::Predict(args) => model_cmd::run_predict(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -74,7 +86,15 @@ fn synth(args: SynthArgs) -> Result<()> {
     let bar = progress::bar(args.n as u64, "rendering");
     let report = leukex_synth::write_dataset(&cfg, &args.out, &|_| bar.inc(1))?;
     bar.finish_and_clear();
-    println!("{report}");
+    println!(
+        "{} images: {} blasts (L1 {}, L2 {}, L3 with vacuoles {}), {} healthy lymphocytes",
+        report.images,
+        report.blasts,
+        report.kinds.l1,
+        report.kinds.l2,
+        report.kinds.l3,
+        report.healthy
+    );
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -590,7 +590,10 @@ fn read_manifest(
     f: &mut Findings,
 ) -> Option<ClassesAndSamples> {
     let with_names;
-    let opts = match (&opts.classes, read_classes_file(&base.join(CLASSES_FILE), f)) {
+    let opts = match (
+        &opts.classes,
+        read_classes_file(&base.join(CLASSES_FILE), f),
+    ) {
         (None, Some(names)) => {
             with_names = OpenOptions {
                 classes: Some(names),

@@ -129,7 +129,8 @@ impl LabelTable {
     /// the default ids plus 255 for unlabelled pixels.
     pub fn leukex_written() -> Self {
         let mut t = Self::default();
-        t.ids.insert(MorphologyMask::UNLABELLED as u16, LabelTarget::Unlabelled);
+        t.ids
+            .insert(MorphologyMask::UNLABELLED as u16, LabelTarget::Unlabelled);
         t
     }
 

@@ -51,6 +51,7 @@
 mod efficientnet;
 mod googlenet;
 mod layers;
+pub mod predict;
 mod resnet;
 mod vgg;
 mod weights;
@@ -106,6 +107,24 @@ impl Arch {
             Arch::GoogLeNet => "googlenet",
             Arch::EfficientNetLite0 => "efficientnet-lite0",
         }
+    }
+
+    /// State-dict key of the classification head's weight (`[num_classes, in]`).
+    pub fn head_weight_key(self) -> &'static str {
+        match self {
+            Arch::ResNet18 | Arch::ResNet50 | Arch::GoogLeNet => "fc.weight",
+            Arch::Vgg19 => "classifier.6.weight",
+            Arch::EfficientNetLite0 => "_fc.weight",
+        }
+    }
+
+    /// Number of classes of `sd`'s head for this architecture (rows of
+    /// [`head_weight_key`](Self::head_weight_key)); `None` when the key is absent or
+    /// not 2-D.
+    pub fn num_classes_in(self, sd: &StateDict) -> Option<usize> {
+        sd.get(self.head_weight_key())
+            .filter(|t| t.shape.len() == 2)
+            .map(|t| t.shape[0])
     }
 }
 
@@ -186,6 +205,17 @@ impl Classifier {
                 Classifier::EfficientNetLite0(EfficientNetLite0::new(k, device))
             }
         }
+    }
+
+    /// Builds the model and loads `sd` (see [`load_state_dict`](Self::load_state_dict)).
+    pub fn from_state_dict(
+        config: &ModelConfig,
+        sd: &StateDict,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let mut m = Self::new(config, device);
+        m.load_state_dict(sd)?;
+        Ok(m)
     }
 
     /// Builds the model and loads a state dict file (see [`StateDict::read`]).
@@ -271,6 +301,16 @@ impl Classifier {
     /// `*.num_batches_tracked`, and `aux1.*` / `aux2.*` for GoogLeNet); otherwise
     /// [`WeightsError::Mismatch`] lists all offending keys and the model is left unchanged.
     pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<(), WeightsError> {
+        self.check_state_dict(sd)?;
+        let mut loader = Loader::new(sd, true);
+        self.visit_layers(&mut loader);
+        Ok(())
+    }
+
+    /// The checks of [`load_state_dict`](Self::load_state_dict) without loading: every
+    /// key present with the right shape, no unexpected key. Allocates no tensor (the
+    /// parameters of a fresh model stay lazy).
+    pub fn check_state_dict(&mut self, sd: &StateDict) -> Result<(), WeightsError> {
         let ignore_aux = matches!(self, Classifier::GoogLeNet(_));
         let mut check = Loader::new(sd, false);
         self.visit_layers(&mut check);
@@ -288,8 +328,6 @@ impl Classifier {
                 wrong_shape: check.wrong_shape,
             });
         }
-        let mut loader = Loader::new(sd, true);
-        self.visit_layers(&mut loader);
         Ok(())
     }
 
@@ -371,6 +409,37 @@ impl Classifier {
             Classifier::EfficientNetLite0(m) => m.visit_params(v),
         }
     }
+}
+
+/// Converts a weights file of any supported format (see [`StateDict::read`]) to
+/// safetensors bytes, after checking that it fits `arch` with `num_classes` classes
+/// (default: the rows of the file's head, [`Arch::num_classes_in`]; 1000 when the head is
+/// absent, which the check then reports). All keys are kept under their torchvision
+/// names, `num_batches_tracked` included (see [`StateDict::to_safetensors`]); the header
+/// metadata records `leukex.arch`, `leukex.num_classes` and `leukex.source` (the file
+/// name). Errors name the file and list missing, unexpected and wrongly shaped keys.
+pub fn import_weights(
+    arch: Arch,
+    src: impl AsRef<Path>,
+    num_classes: Option<usize>,
+) -> Result<(ModelConfig, Vec<u8>), WeightsError> {
+    let src = src.as_ref();
+    let sd = StateDict::read(src)?;
+    let k = num_classes
+        .or_else(|| arch.num_classes_in(&sd))
+        .unwrap_or(1000);
+    let config = ModelConfig::new(arch, k);
+    Classifier::new(&config, &Device::default()).check_state_dict(&sd)?;
+    let name = src
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = sd.to_safetensors(&[
+        ("leukex.arch", arch.to_string()),
+        ("leukex.num_classes", k.to_string()),
+        ("leukex.source", name),
+    ]);
+    Ok((config, bytes))
 }
 
 /// Named outputs of `arch` in call order (see the crate docs); builds the structure

@@ -236,6 +236,44 @@ impl StateDict {
     }
 }
 
+impl StateDict {
+    /// Serialises the state dict as safetensors bytes under its own keys (torchvision
+    /// names kept): float tensors as `F32`, BatchNorm's `*.num_batches_tracked` as `I64`
+    /// (its dtype in PyTorch). `metadata` goes into the header's `__metadata__`, together
+    /// with `format = pt` (what `safetensors.torch.save_file` writes).
+    pub fn to_safetensors(&self, metadata: &[(&str, String)]) -> Vec<u8> {
+        use safetensors::{Dtype, tensor::TensorView};
+        let bytes: Vec<(&str, Dtype, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| {
+                if k.ends_with(".num_batches_tracked") {
+                    let b = t
+                        .data
+                        .iter()
+                        .flat_map(|v| (v.round() as i64).to_le_bytes())
+                        .collect();
+                    (k.as_str(), Dtype::I64, b)
+                } else {
+                    let b = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    (k.as_str(), Dtype::F32, b)
+                }
+            })
+            .collect();
+        let views = bytes.iter().map(|(k, dtype, b)| {
+            let shape = self.tensors[*k].shape.clone();
+            let view = TensorView::new(*dtype, shape, b).expect("size checked at insert");
+            (*k, view)
+        });
+        let mut md: std::collections::HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        md.entry("format".into()).or_insert_with(|| "pt".into());
+        safetensors::serialize(views, Some(md)).expect("valid safetensors data")
+    }
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> WeightsError {
     WeightsError::Io {
         path: path.display().to_string(),

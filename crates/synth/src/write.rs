@@ -8,6 +8,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Writer threads per core (see [`write_dataset`]).
+const IO_OVERSUBSCRIPTION: usize = 4;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("invalid synth configuration: {0}")]
@@ -71,6 +74,11 @@ struct Provenance<'a> {
 /// no `synth.json` is refused; rewriting an earlier synthetic dataset is
 /// allowed and removes its images that the new one does not have.
 ///
+/// Images are rendered and written by a pool of four threads per thread of
+/// the calling rayon pool (so `RAYON_NUM_THREADS` still scales it), because
+/// each file is synced to disk and a thread waiting for the disk leaves its
+/// core idle.
+///
 /// `progress` is called once per finished image with the number finished so
 /// far; it is called from worker threads, so two calls may arrive out of
 /// order.
@@ -96,17 +104,28 @@ pub fn write_dataset(
     fsutil::write_json_atomic(&out.join("synth.json"), &provenance(false, None))?;
 
     let done = AtomicUsize::new(0);
-    let rows = (0..cfg.n)
-        .into_par_iter()
-        .map(|i| {
-            let s = generate_one(cfg, i);
-            image_io::write_rgb(&out.join(format!("{}.tif", s.stem)), &s.image)?;
-            s.mask
-                .write_png(&out.join("masks").join(format!("{}.png", s.stem)))?;
-            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-            Ok((s.stem, s.label, s.group, s.kind, s.mask.counts()))
-        })
-        .collect::<Result<Vec<_>, DataError>>()?;
+    let job = || {
+        (0..cfg.n)
+            .into_par_iter()
+            .map(|i| {
+                let s = generate_one(cfg, i);
+                image_io::write_rgb(&out.join(format!("{}.tif", s.stem)), &s.image)?;
+                s.mask
+                    .write_png(&out.join("masks").join(format!("{}.png", s.stem)))?;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                Ok((s.stem, s.label, s.group, s.kind, s.mask.counts()))
+            })
+            .collect::<Result<Vec<_>, DataError>>()
+    };
+    // Every file is synced to disk before it is renamed into place, and a
+    // thread waiting for the disk does no work. More threads than cores
+    // keep the cores busy while others wait; the output does not depend on
+    // the thread count.
+    let threads = rayon::current_num_threads().max(1) * IO_OVERSUBSCRIPTION;
+    let rows = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(job),
+        Err(_) => job(),
+    }?;
 
     let mut report = SynthReport {
         images: cfg.n,
@@ -130,6 +149,11 @@ pub fn write_dataset(
         }
     }
     LabelTable::default().write_json(&out.join("labels.json"))?;
+    // The manifest's labels are ALL-IDB2's digits; this names them.
+    fsutil::write_bytes_atomic(
+        &out.join(leukex_data::dataset::CLASSES_FILE),
+        b"healthy\nall\n",
+    )?;
     fsutil::write_json_atomic(&out.join("synth.json"), &provenance(true, Some(&report)))?;
     fsutil::write_bytes_atomic(&out.join("manifest.csv"), manifest.as_bytes())?;
     Ok(report)

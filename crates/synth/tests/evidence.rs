@@ -328,6 +328,15 @@ fn a_classifier_sees_the_class_only_in_the_cell_or_through_the_shortcut() {
     let normal = render_all(&cfg(false, None));
     let no_cell = render_all(&cfg(true, None));
     let no_cell_shortcut = render_all(&cfg(true, Some(Shortcut::RbcDensity)));
+    // Every normal image shows all of its classes (vacuoles in L3 blasts).
+    for s in &normal {
+        let c = s.mask.counts();
+        let needs_vacuole = s.kind == leukex_synth::CellKind::L3;
+        for class in MorphologyClass::ALL {
+            let wanted = class != MorphologyClass::Vacuole || needs_vacuole;
+            assert_eq!(c.get(class) > 0, wanted, "{}: {class}", s.stem);
+        }
+    }
     let bound = chance_bound(no_cell.len());
     for (name, clf) in [
         ("logistic regression", logistic as Classifier),
