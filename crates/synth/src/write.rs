@@ -65,8 +65,9 @@ struct Provenance<'a> {
 
 /// Renders all `cfg.n` images in parallel and writes, under `out`:
 /// `ImNNN_Y.tif`, `masks/ImNNN_Y.png`, `labels.json` (the default label
-/// table), `manifest.csv` (`path,label,mask,group`, paths relative to
-/// `out`) and `synth.json` (how the dataset was made).
+/// table), `classes.txt` (the names of labels 0 and 1: `healthy`, `all`),
+/// `manifest.csv` (`path,label,mask,group`, paths relative to `out`) and
+/// `synth.json` (how the dataset was made).
 ///
 /// Every file is written atomically. `synth.json` comes first, marking the
 /// folder as a synthetic dataset, and `manifest.csv` last, so a dataset with

@@ -46,9 +46,10 @@ fn write_dataset_writes_exactly_the_all_idb2_layout() {
     let stems = [
         "Im001_1", "Im002_1", "Im003_1", "Im004_1", "Im005_0", "Im006_0", "Im007_0",
     ];
-    let mut expected: BTreeSet<String> = ["labels.json", "manifest.csv", "synth.json"]
-        .map(String::from)
-        .into();
+    let mut expected: BTreeSet<String> =
+        ["classes.txt", "labels.json", "manifest.csv", "synth.json"]
+            .map(String::from)
+            .into();
     for s in stems {
         expected.insert(format!("{s}.tif"));
         expected.insert(format!("masks/{s}.png"));
@@ -83,6 +84,11 @@ fn write_dataset_writes_exactly_the_all_idb2_layout() {
         LabelTable::read_json(&dir.path().join("labels.json")).unwrap(),
         table
     );
+    // Label 0 is healthy, 1 is ALL, in the order of the label digits.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("classes.txt")).unwrap(),
+        "healthy\nall\n"
+    );
     let synth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("synth.json")).unwrap()).unwrap();
     assert_eq!(synth["seed"], 3);
@@ -115,7 +121,7 @@ fn rewriting_a_synthetic_folder_drops_stale_images_and_foreign_folders_are_refus
     let files = files_under(dir.path());
     assert!(files.contains("Im003_0.tif") && !files.contains("Im003_1.tif"));
     assert!(!files.contains("Im006_0.tif") && !files.contains("masks/Im005_0.png"));
-    assert_eq!(files.len(), 3 + 2 * 4);
+    assert_eq!(files.len(), 4 + 2 * 4);
 
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("thesis.docx"), b"precious").unwrap();
