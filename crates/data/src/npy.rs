@@ -354,7 +354,7 @@ mod tests {
     fn numpy_bytes_f4_2x3() -> Vec<u8> {
         let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
         let mut h = dict.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
