@@ -1,22 +1,9 @@
 //! End-to-end: the `leukex` binary on generated data, as a researcher runs it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn leukex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leukex"))
-        .args(args)
-        .output()
-        .expect("leukex runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{leukex, text};
 
 fn synth(dir: &Path, n: usize) {
     let out = leukex(&[

@@ -2,27 +2,14 @@
 //! (2 classes) with deterministic weights, against the library called in-process.
 
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{leukex, text};
 
 use leukex_data::image_io::read_rgb;
 use leukex_data::npy;
 use leukex_data::preprocess::Preprocessing;
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict, predict};
-
-fn leukex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leukex"))
-        .args(args)
-        .output()
-        .expect("leukex runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
