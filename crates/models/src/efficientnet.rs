@@ -11,9 +11,8 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::relu6;
 
-use crate::layers::{LayerVisitor, Tap, bn, conv_same, global_avg, join, linear};
+use crate::layers::{LayerVisitor, Tap, bn, conv_same, join, linear};
 
 const EPS: f64 = 1e-3;
 const MOMENTUM: f64 = 0.01;
@@ -67,14 +66,25 @@ impl MBConvBlock {
     fn forward(&self, x: Tensor<4>, p: &str, tap: &mut Tap) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(c), Some(b)) = (&self.expand_conv, &self.bn0) {
-            y = tap.at(&join(p, "_expand_conv"), c.forward(y));
-            y = relu6(tap.at(&join(p, "_bn0"), b.forward(y)));
+            y = tap.conv_bn(&join(p, "_expand_conv"), c, &join(p, "_bn0"), b, y);
+            y = tap.ops.relu6(y);
         }
-        let y = tap.at(&join(p, "_depthwise_conv"), self.depthwise_conv.forward(y));
-        let y = relu6(tap.at(&join(p, "_bn1"), self.bn1.forward(y)));
-        let y = tap.at(&join(p, "_project_conv"), self.project_conv.forward(y));
-        let y = tap.at(&join(p, "_bn2"), self.bn2.forward(y));
-        let y = if self.skip { y + x } else { y };
+        let y = tap.conv_bn(
+            &join(p, "_depthwise_conv"),
+            &self.depthwise_conv,
+            &join(p, "_bn1"),
+            &self.bn1,
+            y,
+        );
+        let y = tap.ops.relu6(y);
+        let y = tap.conv_bn(
+            &join(p, "_project_conv"),
+            &self.project_conv,
+            &join(p, "_bn2"),
+            &self.bn2,
+            y,
+        );
+        let y = if self.skip { tap.ops.add(y, x) } else { y };
         tap.at(p, y)
     }
 
@@ -133,17 +143,18 @@ impl EfficientNetLite0 {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
-        let x = tap.at("_conv_stem", self.conv_stem.forward(x));
-        let mut x = relu6(tap.at("_bn0", self.bn0.forward(x)));
+        let x = tap.conv_bn("_conv_stem", &self.conv_stem, "_bn0", &self.bn0, x);
+        let mut x = tap.ops.relu6(x);
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.forward(x, &format!("_blocks.{i}"), tap);
         }
-        let x = tap.at("_conv_head", self.conv_head.forward(x));
-        let x = tap.at("_bn1", self.bn1.forward(x));
-        let x = tap.at("extract_features", relu6(x));
-        let x = tap.at("_avg_pooling", global_avg(x));
+        let x = tap.conv_bn("_conv_head", &self.conv_head, "_bn1", &self.bn1, x);
+        let x = tap.ops.relu6(x);
+        let x = tap.at("extract_features", x);
+        let x = tap.ops.avg_pool([1, 1], x);
+        let x = tap.at("_avg_pooling", x);
         let x = tap.at2("_dropout", self.dropout.forward(x.flatten(1, 3)));
-        tap.at2("_fc", self.fc.forward(x))
+        tap.linear("_fc", &self.fc, x)
     }
 
     pub(crate) fn names(&self) -> Vec<String> {

@@ -11,9 +11,8 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
-use crate::layers::{LayerVisitor, Tap, bn, conv, global_avg, join, linear};
+use crate::layers::{LayerVisitor, Tap, bn, conv, join, linear};
 
 const EPS: f64 = 1e-3;
 const MOMENTUM: f64 = 0.1;
@@ -33,9 +32,9 @@ impl BasicConv2d {
     }
 
     fn forward(&self, x: Tensor<4>, p: &str, tap: &mut Tap) -> Tensor<4> {
-        let x = tap.at(&join(p, "conv"), self.conv.forward(x));
-        let x = tap.at(&join(p, "bn"), self.bn.forward(x));
-        tap.at(p, relu(x))
+        let x = tap.conv_bn(&join(p, "conv"), &self.conv, &join(p, "bn"), &self.bn, x);
+        let x = tap.ops.relu(x);
+        tap.at(p, x)
     }
 
     fn visit_params(&mut self, p: &str, v: &mut dyn LayerVisitor) {
@@ -101,10 +100,12 @@ impl Inception {
         let b2 = Self::seq(&x, &self.branch2, &join(p, "branch2"), tap);
         let b3 = Self::seq(&x, &self.branch3, &join(p, "branch3"), tap);
         let bp = join(p, "branch4");
-        let y = tap.at(&format!("{bp}.0"), self.branch4_pool.forward(x));
+        let y = tap.ops.max_pool(&self.branch4_pool, x);
+        let y = tap.at(&format!("{bp}.0"), y);
         let y = self.branch4.forward(y, &format!("{bp}.1"), tap);
         let b4 = tap.at(&bp, y);
-        tap.at(p, Tensor::cat(vec![b1, b2, b3, b4], 1))
+        let y = tap.ops.cat(vec![b1, b2, b3, b4]);
+        tap.at(p, y)
     }
 
     /// `Sequential(BasicConv2d, BasicConv2d)` named `bp`.
@@ -235,21 +236,26 @@ impl GoogLeNet {
             x
         };
         let x = self.conv1.forward(x, "conv1", tap);
-        let x = tap.at("maxpool1", self.maxpool1.forward(x));
+        let x = tap.ops.max_pool(&self.maxpool1, x);
+        let x = tap.at("maxpool1", x);
         let x = self.conv2.forward(x, "conv2", tap);
         let x = self.conv3.forward(x, "conv3", tap);
-        let mut x = tap.at("maxpool2", self.maxpool2.forward(x));
+        let x = tap.ops.max_pool(&self.maxpool2, x);
+        let mut x = tap.at("maxpool2", x);
         for (i, (inc, name)) in self.inceptions.iter().zip(INCEPTION_NAMES).enumerate() {
             x = inc.forward(x, name, tap);
             if i == 1 {
-                x = tap.at("maxpool3", self.maxpool3.forward(x));
+                let y = tap.ops.max_pool(&self.maxpool3, x);
+                x = tap.at("maxpool3", y);
             } else if i == 6 {
-                x = tap.at("maxpool4", self.maxpool4.forward(x));
+                let y = tap.ops.max_pool(&self.maxpool4, x);
+                x = tap.at("maxpool4", y);
             }
         }
-        let x = tap.at("avgpool", global_avg(x));
+        let x = tap.ops.avg_pool([1, 1], x);
+        let x = tap.at("avgpool", x);
         let x = tap.at2("dropout", self.dropout.forward(x.flatten(1, 3)));
-        tap.at2("fc", self.fc.forward(x))
+        tap.linear("fc", &self.fc, x)
     }
 
     pub(crate) fn names() -> Vec<String> {

@@ -1,9 +1,12 @@
-//! Layer constructors shared by the architectures, the named-output tap and the
-//! parameter visitor used for loading, key listing and head replacement.
+//! Layer constructors shared by the architectures, the operations a forward pass is
+//! written in ([`Ops`]), the named-output tap and the parameter visitor used for loading, key listing and head replacement.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::module::adaptive_avg_pool2d;
 
 /// Convolution with torchvision's explicit symmetric padding.
 pub(crate) fn conv(
@@ -53,26 +56,125 @@ pub(crate) fn linear(cin: usize, cout: usize, dev: &Device) -> Linear {
     LinearConfig::new(cin, cout).init(dev)
 }
 
-/// Global average pooling to `[N, C, 1, 1]` (`AdaptiveAvgPool2d((1, 1))`).
-pub(crate) fn global_avg(x: Tensor<4>) -> Tensor<4> {
-    x.mean_dim(3).mean_dim(2)
+/// The operations every architecture's forward pass is written in. A model's forward is
+/// written once, against this trait; the default methods are the plain PyTorch
+/// operations, and [`output`](Ops::output) is called at every named module output (see
+/// the crate docs for the names). An explanation method overrides some operations, e.g.
+/// LRP replaces the backward pass of `conv`/`linear`/`add`/`avg_pool`/activations by
+/// its rules while the forward values stay the same.
+///
+/// 2-D outputs (`fc`, `classifier.N`, ...) are passed to [`output`](Ops::output) as
+/// `[N, C, 1, 1]`; the 2-D operations (`linear`, `relu2`) see the 2-D tensor.
+pub trait Ops {
+    /// Called with every named module output; the return value replaces it.
+    fn output(&mut self, _name: &str, x: Tensor<4>) -> Tensor<4> {
+        x
+    }
+
+    /// Convolution `name`, optionally followed by its BatchNorm `bn = (name, module)`
+    /// (eval mode once the model is [`valid`](burn::module::AutodiffModule::valid)).
+    /// Calls [`output`](Ops::output) after the convolution and after the BatchNorm.
+    fn conv(
+        &mut self,
+        name: &str,
+        conv: &Conv2d,
+        bn: Option<(&str, &BatchNorm)>,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        let y = self.output(name, conv.forward(x));
+        match bn {
+            Some((bn_name, bn)) => self.output(bn_name, bn.forward(y)),
+            None => y,
+        }
+    }
+
+    /// Fully connected layer on `[N, in]`; the caller hooks the output.
+    fn linear(&mut self, _name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+        linear.forward(x)
+    }
+
+    fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {
+        activation::relu(x)
+    }
+
+    /// ReLU on `[N, C]` (VGG's classifier); by default the 4-D [`relu`](Ops::relu).
+    fn relu2(&mut self, x: Tensor<2>) -> Tensor<2> {
+        let [n, c] = x.dims();
+        self.relu(x.reshape([n, c, 1, 1])).reshape([n, c])
+    }
+
+    fn relu6(&mut self, x: Tensor<4>) -> Tensor<4> {
+        activation::relu6(x)
+    }
+
+    fn max_pool(&mut self, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+        pool.forward(x)
+    }
+
+    /// Adaptive average pooling to `size` (`[1, 1]`: global average pooling).
+    fn avg_pool(&mut self, size: [usize; 2], x: Tensor<4>) -> Tensor<4> {
+        if size == [1, 1] {
+            x.mean_dim(3).mean_dim(2)
+        } else {
+            adaptive_avg_pool2d(x, size)
+        }
+    }
+
+    /// Residual addition `a + b` (`b` the skip connection).
+    fn add(&mut self, a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+        a + b
+    }
+
+    /// Concatenation along channels (GoogLeNet's inception modules).
+    fn cat(&mut self, xs: Vec<Tensor<4>>) -> Tensor<4> {
+        Tensor::cat(xs, 1)
+    }
 }
 
-/// Calls the user hook at each named output. 2-D outputs (`fc`, `classifier.N`, ...)
-/// are handed to the hook as `[N, C, 1, 1]` and reshaped back.
-pub(crate) struct Tap<'a> {
+/// [`Ops`] with the plain operations and a user hook at named outputs.
+pub(crate) struct HookOps<'a> {
     pub(crate) hook: &'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>,
+}
+
+impl Ops for HookOps<'_> {
+    fn output(&mut self, name: &str, x: Tensor<4>) -> Tensor<4> {
+        (self.hook)(name, x)
+    }
+}
+
+/// What the architectures' forward functions call: the [`Ops`] of this pass plus naming
+/// helpers.
+pub(crate) struct Tap<'a> {
+    pub(crate) ops: &'a mut dyn Ops,
 }
 
 impl Tap<'_> {
     pub(crate) fn at(&mut self, name: &str, x: Tensor<4>) -> Tensor<4> {
-        (self.hook)(name, x)
+        self.ops.output(name, x)
     }
 
     pub(crate) fn at2(&mut self, name: &str, x: Tensor<2>) -> Tensor<2> {
         let [n, c] = x.dims();
-        let y = (self.hook)(name, x.reshape([n, c, 1, 1]));
+        let y = self.ops.output(name, x.reshape([n, c, 1, 1]));
         y.reshape([n, c])
+    }
+
+    /// Convolution `name` followed by BatchNorm `bn_name`.
+    pub(crate) fn conv_bn(
+        &mut self,
+        name: &str,
+        conv: &Conv2d,
+        bn_name: &str,
+        bn: &BatchNorm,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        self.ops.conv(name, conv, Some((bn_name, bn)), x)
+    }
+
+    /// Linear layer `name` with its output hooked.
+    pub(crate) fn linear(&mut self, name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+        let y = self.ops.linear(name, linear, x);
+        self.at2(name, y)
     }
 }
 

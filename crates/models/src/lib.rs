@@ -72,7 +72,8 @@ pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
-use layers::{LayerVisitor, Tap};
+pub use layers::Ops;
+use layers::{HookOps, LayerVisitor, Tap};
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
@@ -262,7 +263,13 @@ impl Classifier {
         x: Tensor<4>,
         hook: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>,
     ) -> Tensor<2> {
-        let mut tap = Tap { hook };
+        self.forward_ops(x, &mut HookOps { hook })
+    }
+
+    /// Forward pass written in `ops` (see [`Ops`]): the model's one definition, run with
+    /// the operations of an explanation method.
+    pub fn forward_ops(&self, x: Tensor<4>, ops: &mut dyn Ops) -> Tensor<2> {
+        let mut tap = Tap { ops };
         match self {
             Classifier::ResNet(m) => m.forward(x, &mut tap),
             Classifier::Vgg19(m) => m.forward(x, &mut tap),

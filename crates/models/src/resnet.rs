@@ -6,9 +6,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
-use crate::layers::{LayerVisitor, Tap, bn, conv, global_avg, join, linear};
+use crate::layers::{LayerVisitor, Tap, bn, conv, join, linear};
 
 const EPS: f64 = 1e-5;
 const MOMENTUM: f64 = 0.1;
@@ -35,23 +34,41 @@ pub struct Block {
 
 impl Block {
     fn forward(&self, x: Tensor<4>, p: &str, tap: &mut Tap) -> Tensor<4> {
-        let y = tap.at(&join(p, "conv1"), self.conv1.forward(x.clone()));
-        let y = tap.at(&join(p, "bn1"), self.bn1.forward(y));
-        let y = tap.at(&join(p, "conv2"), self.conv2.forward(relu(y)));
-        let mut y = tap.at(&join(p, "bn2"), self.bn2.forward(y));
+        let y = tap.conv_bn(
+            &join(p, "conv1"),
+            &self.conv1,
+            &join(p, "bn1"),
+            &self.bn1,
+            x.clone(),
+        );
+        let y = tap.ops.relu(y);
+        let mut y = tap.conv_bn(
+            &join(p, "conv2"),
+            &self.conv2,
+            &join(p, "bn2"),
+            &self.bn2,
+            y,
+        );
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            let z = tap.at(&join(p, "conv3"), c3.forward(relu(y)));
-            y = tap.at(&join(p, "bn3"), b3.forward(z));
+            let z = tap.ops.relu(y);
+            y = tap.conv_bn(&join(p, "conv3"), c3, &join(p, "bn3"), b3, z);
         }
         let identity = match &self.downsample {
             Some(d) => {
-                let z = tap.at(&join(p, "downsample.0"), d.conv.forward(x));
-                let z = tap.at(&join(p, "downsample.1"), d.bn.forward(z));
+                let z = tap.conv_bn(
+                    &join(p, "downsample.0"),
+                    &d.conv,
+                    &join(p, "downsample.1"),
+                    &d.bn,
+                    x,
+                );
                 tap.at(&join(p, "downsample"), z)
             }
             None => x,
         };
-        tap.at(p, relu(y + identity))
+        let sum = tap.ops.add(y, identity);
+        let out = tap.ops.relu(sum);
+        tap.at(p, out)
     }
 
     fn visit_params(&mut self, p: &str, v: &mut dyn LayerVisitor) {
@@ -173,18 +190,20 @@ impl ResNet {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
-        let x = tap.at("conv1", self.conv1.forward(x));
-        let x = tap.at("bn1", self.bn1.forward(x));
-        let x = tap.at("relu", relu(x));
-        let mut x = tap.at("maxpool", self.maxpool.forward(x));
+        let x = tap.conv_bn("conv1", &self.conv1, "bn1", &self.bn1, x);
+        let x = tap.ops.relu(x);
+        let x = tap.at("relu", x);
+        let x = tap.ops.max_pool(&self.maxpool, x);
+        let mut x = tap.at("maxpool", x);
         for (name, blocks) in self.stages() {
             for (i, b) in blocks.iter().enumerate() {
                 x = b.forward(x, &format!("{name}.{i}"), tap);
             }
             x = tap.at(name, x);
         }
-        let x = tap.at("avgpool", global_avg(x));
-        tap.at2("fc", self.fc.forward(x.flatten(1, 3)))
+        let x = tap.ops.avg_pool([1, 1], x);
+        let x = tap.at("avgpool", x);
+        tap.linear("fc", &self.fc, x.flatten(1, 3))
     }
 
     pub(crate) fn names(&self) -> Vec<String> {

@@ -4,7 +4,6 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::layers::{LayerVisitor, Tap, conv, linear};
 
@@ -70,23 +69,29 @@ impl Vgg19 {
         let mut ci = 0;
         for &c in CFG.iter() {
             if c == 0 {
-                x = tap.at(&format!("features.{k}"), self.pool.forward(x));
+                let y = tap.ops.max_pool(&self.pool, x);
+                x = tap.at(&format!("features.{k}"), y);
                 k += 1;
             } else {
-                x = tap.at(&format!("features.{k}"), self.convs[ci].forward(x));
-                x = tap.at(&format!("features.{}", k + 1), relu(x));
+                let y = tap
+                    .ops
+                    .conv(&format!("features.{k}"), &self.convs[ci], None, x);
+                let y = tap.ops.relu(y);
+                x = tap.at(&format!("features.{}", k + 1), y);
                 ci += 1;
                 k += 2;
             }
         }
         let x = tap.at("features", x);
-        let x = tap.at("avgpool", self.avgpool.forward(x));
+        let x = tap.ops.avg_pool(self.avgpool.output_size, x);
+        let x = tap.at("avgpool", x);
         let mut h = x.flatten(1, 3);
         for (i, lin) in self.classifier.iter().enumerate() {
             let k = 3 * i;
-            h = tap.at2(&format!("classifier.{k}"), lin.forward(h));
+            h = tap.linear(&format!("classifier.{k}"), lin, h);
             if i < 2 {
-                h = tap.at2(&format!("classifier.{}", k + 1), relu(h));
+                let r = tap.ops.relu2(h);
+                h = tap.at2(&format!("classifier.{}", k + 1), r);
                 h = tap.at2(&format!("classifier.{}", k + 2), self.dropout.forward(h));
             }
         }
