@@ -48,6 +48,7 @@
 //! are passed as `[N, C, 1, 1]` and reshaped back. The last name of every architecture is
 //! the logits.
 
+pub mod closed_form;
 mod efficientnet;
 mod googlenet;
 mod layers;

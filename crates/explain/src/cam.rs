@@ -1,0 +1,172 @@
+//! The CAM family (pytorch-grad-cam's definitions): Grad-CAM, Grad-CAM++, HiResCAM,
+//! XGradCAM and LayerCAM.
+//!
+//! One forward pass with a zero "probe" tensor added to the target layer's output, one
+//! backward pass from the target logit: the probe's gradient is d score / d A, and only
+//! the layers after the target layer are differentiated. Every CAM is then a weighting of
+//! the activations `A` (`[N, K, h, w]`) by the gradients `G`:
+//!
+//! * Grad-CAM: `w_k = mean_ij G_kij`, cam = ReLU(Σ_k w_k A_k)
+//! * HiResCAM: cam = ReLU(Σ_k G_k ⊙ A_k)
+//! * LayerCAM: cam = ReLU(Σ_k ReLU(G_k) ⊙ A_k)
+//! * XGradCAM: `w_k = Σ_ij G_kij A_kij / (Σ_ij A_kij + 1e-7)`
+//! * Grad-CAM++: `α = G² / (2G² + (Σ_ij A)·G³ + 1e-6)` (0 where G = 0),
+//!   `w_k = Σ_ij ReLU(G_kij)·α_kij`
+//!
+//! [`scale_and_resize`] then does what pytorch-grad-cam's `scale_cam_image` does: per
+//! image `cam − min`, divided by `1e-7 + max`, bilinear resize to the input size.
+
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use leukex_models::Classifier;
+use serde::{Deserialize, Serialize};
+
+use crate::resize::resize_bilinear;
+use crate::target::one_hot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CamKind {
+    GradCam,
+    GradCamPlusPlus,
+    HiResCam,
+    XGradCam,
+    LayerCam,
+}
+
+impl CamKind {
+    pub const ALL: [CamKind; 5] = [
+        CamKind::GradCam,
+        CamKind::GradCamPlusPlus,
+        CamKind::HiResCam,
+        CamKind::XGradCam,
+        CamKind::LayerCam,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CamKind::GradCam => "grad-cam",
+            CamKind::GradCamPlusPlus => "grad-cam++",
+            CamKind::HiResCam => "hires-cam",
+            CamKind::XGradCam => "xgrad-cam",
+            CamKind::LayerCam => "layer-cam",
+        }
+    }
+
+    /// The CAM from activations and gradients of the target layer, `[N, 1, h, w]`.
+    pub fn cam(self, a: Tensor<4>, g: Tensor<4>) -> Tensor<4> {
+        let spatial_sum = |t: Tensor<4>| t.sum_dim(3).sum_dim(2);
+        let weighted = match self {
+            CamKind::GradCam => g.mean_dim(3).mean_dim(2) * a,
+            CamKind::HiResCam => g * a,
+            CamKind::LayerCam => relu(g) * a,
+            CamKind::XGradCam => {
+                let w = spatial_sum(g * a.clone()) / (spatial_sum(a.clone()) + 1e-7);
+                w * a
+            }
+            CamKind::GradCamPlusPlus => {
+                let g2 = g.clone() * g.clone();
+                let g3 = g2.clone() * g.clone();
+                let sum_a = spatial_sum(a.clone());
+                let alpha = g2.clone() / (g2 * 2.0 + sum_a * g3 + 1e-6);
+                let nonzero = g.clone().not_equal_elem(0.0).float().cast(g.dtype());
+                let w = spatial_sum(relu(g) * alpha * nonzero);
+                w * a
+            }
+        };
+        relu(weighted.sum_dim(1))
+    }
+}
+
+/// Activations and gradients of `layer` for `targets`, with the logits.
+pub struct LayerGradients {
+    pub activations: Tensor<4>,
+    pub gradients: Tensor<4>,
+    pub logits: Tensor<2>,
+}
+
+/// Errors of the CAM family.
+#[derive(Debug, thiserror::Error)]
+pub enum CamError {
+    #[error("the model has no layer named {layer:?}; named outputs include {hint}")]
+    UnknownLayer { layer: String, hint: String },
+}
+
+/// One forward and one backward pass collecting `A` and `dy/dA` at `layer`.
+pub fn layer_gradients(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    layer: &str,
+) -> Result<LayerGradients, CamError> {
+    let mut captured: Option<(Tensor<4>, Tensor<4>)> = None;
+    let logits = model.forward_with(x.inner(), &mut |name, t| {
+        if name == layer && captured.is_none() {
+            let probe = t.zeros_like().autodiff().require_grad();
+            captured = Some((t.clone(), probe.clone()));
+            t.autodiff() + probe
+        } else {
+            t
+        }
+    });
+    let Some((activations, probe)) = captured else {
+        let names = model.layer_names();
+        let hint = names
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CamError::UnknownLayer {
+            layer: layer.to_string(),
+            hint,
+        });
+    };
+    let seed = one_hot(targets, logits.dims()[1], &logits);
+    let grads = (logits.clone() * seed).sum().backward();
+    let gradients = probe
+        .grad(&grads)
+        .unwrap_or_else(|| activations.zeros_like());
+    Ok(LayerGradients {
+        activations: activations.inner(),
+        gradients,
+        logits: logits.inner(),
+    })
+}
+
+/// pytorch-grad-cam's default target layer per architecture (see the explanation issue):
+/// ResNets `layer4`, VGG19 `features.35`, GoogLeNet `inception5b`, EfficientNet-Lite0
+/// the head's ReLU6 output `extract_features`.
+pub fn default_layer(arch: leukex_models::Arch) -> &'static str {
+    use leukex_models::Arch;
+    match arch {
+        Arch::ResNet18 | Arch::ResNet50 => "layer4",
+        Arch::Vgg19 => "features.35",
+        Arch::GoogLeNet => "inception5b",
+        Arch::EfficientNetLite0 => "extract_features",
+    }
+}
+
+/// Per image: `cam − min`, divided by `1e-7 + max`, then bilinear (half-pixel,
+/// align_corners = false) resize to `out_h`×`out_w`. `[N, 1, h, w]` → `[N, 1, H, W]`.
+pub fn scale_and_resize(cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4> {
+    let [n, c, h, w] = cam.dims();
+    let device = cam.device();
+    let dtype = cam.dtype();
+    let v = cam
+        .cast(burn::tensor::FloatDType::F32)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 cam");
+    let mut out = Vec::with_capacity(n * c * out_h * out_w);
+    for plane in v.chunks(h * w) {
+        let min = plane.iter().copied().fold(f32::INFINITY, f32::min);
+        let shifted: Vec<f32> = plane.iter().map(|x| x - min).collect();
+        let max = shifted.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let scaled: Vec<f32> = shifted.iter().map(|x| x / (1e-7 + max)).collect();
+        out.extend(resize_bilinear(&scaled, h, w, out_h, out_w));
+    }
+    Tensor::<4>::from_data(TensorData::new(out, [n, c, out_h, out_w]), &device).cast(dtype)
+}

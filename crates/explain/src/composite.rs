@@ -1,0 +1,226 @@
+//! Composites: which rule each linear layer gets.
+//!
+//! As in Zennit, a composite maps layers to rules by kind (convolution or dense), with a
+//! special rule for the *first* linear layer (the stem convolution: the one that sees
+//! pixels) and optional per-name overrides. Everything that is not a linear layer has a
+//! fixed treatment in [`crate::lrp`]: activations pass relevance through, residual sums
+//! and average pools split it in proportion to their inputs (Zennit's `Norm`), max pools
+//! route it to the winner and concatenations by channel slice (the gradient).
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Rule;
+
+/// Kind of a linear layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    Conv,
+    Dense,
+}
+
+/// A layer-to-rule map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Composite {
+    pub conv: Rule,
+    pub dense: Rule,
+    /// Rule of the first linear layer, if it differs.
+    pub first: Option<Rule>,
+    /// Rules for layers named explicitly (checkpoint module paths, e.g. `layer4.1.conv2`,
+    /// `fc`); they win over everything else.
+    pub by_name: Vec<(String, Rule)>,
+}
+
+/// Zennit's default ε for dense layers in its composites.
+pub const DEFAULT_EPSILON: f64 = 1e-6;
+/// Zennit's default γ.
+pub const DEFAULT_GAMMA: f64 = 0.25;
+/// iNNvestigate's ε for the dense layers of its sequential presets.
+pub const PRESET_EPSILON: f64 = 0.1;
+
+impl Composite {
+    /// The same rule on every linear layer.
+    pub fn uniform(rule: Rule) -> Self {
+        Self {
+            conv: rule.clone(),
+            dense: rule,
+            first: None,
+            by_name: Vec::new(),
+        }
+    }
+
+    /// Zennit's `EpsilonPlusFlat`: convs z⁺, dense ε, first layer flat.
+    pub fn epsilon_plus_flat(epsilon: f64) -> Self {
+        Self {
+            first: Some(Rule::Flat),
+            ..Self::epsilon_plus(epsilon)
+        }
+    }
+
+    /// Zennit's `EpsilonPlus`: convs z⁺, dense ε.
+    pub fn epsilon_plus(epsilon: f64) -> Self {
+        Self {
+            conv: Rule::ZPlus,
+            dense: Rule::Epsilon { epsilon },
+            first: None,
+            by_name: Vec::new(),
+        }
+    }
+
+    /// Zennit's `EpsilonGammaBox`: convs γ, dense ε, first layer zᴮ with the input bounds.
+    pub fn epsilon_gamma_box(epsilon: f64, gamma: f64, low: Vec<f64>, high: Vec<f64>) -> Self {
+        Self {
+            conv: Rule::Gamma { gamma },
+            dense: Rule::Epsilon { epsilon },
+            first: Some(Rule::ZBox { low, high }),
+            by_name: Vec::new(),
+        }
+    }
+
+    /// Zennit's `EpsilonAlpha2Beta1`: convs α2β1, dense ε.
+    pub fn epsilon_alpha2_beta1(epsilon: f64) -> Self {
+        Self {
+            conv: Rule::AlphaBeta {
+                alpha: 2.0,
+                beta: 1.0,
+            },
+            dense: Rule::Epsilon { epsilon },
+            first: None,
+            by_name: Vec::new(),
+        }
+    }
+
+    /// iNNvestigate's `LRPSequentialPresetA` (convs α1β0, dense ε = 0.1) or `B` (convs
+    /// α2β1); `flat` puts the flat rule on the first layer (`...Flat` variants).
+    pub fn sequential_preset(alpha: f64, flat: bool) -> Self {
+        Self {
+            conv: Rule::AlphaBeta {
+                alpha,
+                beta: alpha - 1.0,
+            },
+            dense: Rule::Epsilon {
+                epsilon: PRESET_EPSILON,
+            },
+            first: flat.then_some(Rule::Flat),
+            by_name: Vec::new(),
+        }
+    }
+
+    /// The rule for linear layer `name` of `kind`; `first` marks the first linear layer
+    /// of the forward pass.
+    pub fn rule_for(&self, name: &str, kind: LayerKind, first: bool) -> &Rule {
+        if let Some((_, r)) = self.by_name.iter().find(|(n, _)| n == name) {
+            return r;
+        }
+        if first && let Some(r) = &self.first {
+            return r;
+        }
+        match kind {
+            LayerKind::Conv => &self.conv,
+            LayerKind::Dense => &self.dense,
+        }
+    }
+
+    /// Parses a custom composite: comma-separated `target=rule` pairs, where target is
+    /// `conv`, `dense`, `first` or `name:<layer>` and rule is `epsilon[:E]`, `zero`,
+    /// `gamma[:G]`, `zplus`, `alpha2-beta1`, `alpha1-beta0`, `alpha<A>-beta<B>`, `flat`,
+    /// `w-square` or `z-box` (bounds from `bounds`). Unnamed targets default to ε on dense
+    /// layers and z⁺ on convs. Example: `first=flat,conv=alpha2-beta1,dense=epsilon:0.1`.
+    pub fn parse(spec: &str, bounds: Option<(&[f64], &[f64])>) -> Result<Self, String> {
+        let mut c = Self::epsilon_plus(DEFAULT_EPSILON);
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (target, rule) = part
+                .split_once('=')
+                .ok_or_else(|| format!("composite entry {part:?} is not target=rule"))?;
+            let rule = parse_rule(rule.trim(), bounds)?;
+            match target.trim() {
+                "conv" => c.conv = rule,
+                "dense" => c.dense = rule,
+                "first" => c.first = Some(rule),
+                t => match t.strip_prefix("name:") {
+                    Some(n) if !n.is_empty() => c.by_name.push((n.to_string(), rule)),
+                    _ => {
+                        return Err(format!(
+                            "unknown composite target {t:?} (expected conv, dense, first or name:<layer>)"
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Parses one rule name (see [`Composite::parse`]).
+pub fn parse_rule(s: &str, bounds: Option<(&[f64], &[f64])>) -> Result<Rule, String> {
+    let (name, arg) = match s.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    let num = |default: f64| -> Result<f64, String> {
+        arg.map_or(Ok(default), |a| {
+            a.parse::<f64>()
+                .map_err(|_| format!("rule {s:?}: {a:?} is not a number"))
+        })
+    };
+    let rule = match name {
+        "epsilon" => Rule::Epsilon {
+            epsilon: num(DEFAULT_EPSILON)?,
+        },
+        "zero" => Rule::Epsilon { epsilon: 0.0 },
+        "gamma" => Rule::Gamma {
+            gamma: num(DEFAULT_GAMMA)?,
+        },
+        "zplus" => Rule::ZPlus,
+        "flat" => Rule::Flat,
+        "w-square" => Rule::WSquare,
+        "z-box" => {
+            let (low, high) = bounds.ok_or("z-box needs the input bounds of the model")?;
+            Rule::ZBox {
+                low: low.to_vec(),
+                high: high.to_vec(),
+            }
+        }
+        ab if ab.starts_with("alpha") => {
+            let (a, b) = ab["alpha".len()..]
+                .split_once("-beta")
+                .ok_or_else(|| format!("rule {s:?}: expected alpha<A>-beta<B>"))?;
+            let alpha: f64 = a.parse().map_err(|_| format!("rule {s:?}: bad alpha"))?;
+            let beta: f64 = b.parse().map_err(|_| format!("rule {s:?}: bad beta"))?;
+            Rule::AlphaBeta { alpha, beta }
+        }
+        _ => return Err(format!("unknown LRP rule {s:?}")),
+    };
+    rule.validate().map_err(|e| format!("rule {s:?}: {e}"))?;
+    Ok(rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_composite_parses() {
+        let c = Composite::parse(
+            "first=flat, conv=alpha2-beta1, dense=epsilon:0.1, name:fc=zero",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.first, Some(Rule::Flat));
+        assert_eq!(
+            c.conv,
+            Rule::AlphaBeta {
+                alpha: 2.0,
+                beta: 1.0
+            }
+        );
+        assert_eq!(c.dense, Rule::Epsilon { epsilon: 0.1 });
+        assert_eq!(
+            c.rule_for("fc", LayerKind::Dense, false),
+            &Rule::Epsilon { epsilon: 0.0 }
+        );
+        assert_eq!(c.rule_for("conv1", LayerKind::Conv, true), &Rule::Flat);
+        assert!(Composite::parse("conv=alpha2-beta2", None).is_err());
+        assert!(Composite::parse("conv=z-box", None).is_err());
+        assert!(Composite::parse("layer=flat", None).is_err());
+    }
+}

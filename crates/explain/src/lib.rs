@@ -1,0 +1,30 @@
+//! Attribution maps for leukex: one forward pass plus one (possibly rule-modified)
+//! backward pass per method, on the models of `leukex-models`.
+//!
+//! * [`lrp`]: LRP rules ([`rules::Rule`]) mapped to layers by composites
+//!   ([`composite::Composite`]), through the model's own forward pass with operations
+//!   whose backward pass is the rule (no second model definition, no per-architecture
+//!   code).
+//! * [`gradient`]: Gradient, Input×Gradient, Integrated Gradients, SmoothGrad.
+//! * [`cam`]: Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM.
+//!
+//! Maps are `[N, C, H, W]` (input resolution, per channel) for the gradient and LRP
+//! families and `[N, 1, h, w]` (layer resolution, before pytorch-grad-cam's scaling) for
+//! CAMs; [`run::explain_batch`] returns every requested method for a batch, sharing passes.
+//! Models must be in inference mode (`model.valid()`).
+
+pub mod cam;
+pub mod composite;
+pub mod gradient;
+pub mod lrp;
+pub mod method;
+pub mod resize;
+pub mod rules;
+pub mod run;
+pub mod target;
+
+pub use cam::{CamKind, default_layer, scale_and_resize};
+pub use composite::Composite;
+pub use method::{METHOD_NAMES, Method, MethodParams};
+pub use rules::Rule;
+pub use target::{Target, predicted};

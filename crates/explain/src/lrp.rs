@@ -1,0 +1,308 @@
+//! Layer-wise relevance propagation as one forward pass whose backward pass is the
+//! relevance propagation.
+//!
+//! The model's own forward ([`Classifier::forward_ops`]) runs with [`LrpOps`], which keeps
+//! every forward value exact but gives each operation the backward pass of its rule:
+//!
+//! ```text
+//! y = z + (g(x) − sg(g(x)))      z = the layer's true output (untracked)
+//! ```
+//!
+//! where `sg` stops the gradient, so `y == z` bit for bit, and `g` is chosen so that the
+//! gradient it passes back *is* the rule's relevance: for a term with modified input `x_k`
+//! and modified weights `W_k`, `g_k(x) = sg(c·s·m/stabilize(Σ z_k)) ⊙ f_k(sg(x_k) ⊙ x)`,
+//! whose vector–Jacobian product with the upper relevance `R` is
+//! `x_k ⊙ W_kᵀ(c·s·m ⊙ R / stabilize(Σ z_k))` — Zennit's `BasicHook` (see
+//! [`crate::rules`]). Seeding the backward pass with the one-hot target gives the input
+//! relevance as the input's "gradient". Branch points sum relevance, as the gradient does.
+//!
+//! Per operation (Zennit's composites' defaults): convolutions and dense layers get the
+//! composite's rule, with BatchNorm folded into the convolution before it (Zennit's
+//! `SequentialMergeBatchNorm`); ReLU and ReLU6 pass relevance through unchanged (`Pass`);
+//! residual sums and average pools split relevance in proportion to their inputs
+//! (`Norm`); max pools route it to the maximum and concatenations by channel slice (the
+//! plain gradient).
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
+use burn::tensor::ops::ConvOptions;
+use leukex_models::{Classifier, Ops};
+
+use crate::composite::{Composite, LayerKind};
+use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule};
+use crate::target::one_hot;
+
+/// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
+/// starting from a one-hot relevance at the logits (Zennit's `attr_output`). `model` must
+/// be in inference mode (`.valid()`).
+pub fn lrp(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    composite: &Composite,
+) -> Tensor<4> {
+    let (relevance, _) = lrp_with_logits(model, x, targets, composite);
+    relevance
+}
+
+/// [`lrp`] that also returns the logits of the same forward pass.
+pub fn lrp_with_logits(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    composite: &Composite,
+) -> (Tensor<4>, Tensor<2>) {
+    let x = x.inner().autodiff().require_grad();
+    let mut ops = LrpOps::new(composite);
+    let logits = model.forward_ops(x.clone(), &mut ops);
+    let seed = one_hot(targets, logits.dims()[1], &logits);
+    let grads = (logits.clone() * seed).sum().backward();
+    let relevance = x
+        .grad(&grads)
+        .unwrap_or_else(|| x.clone().inner().zeros_like());
+    (relevance, logits.inner())
+}
+
+/// [`Ops`] that give each operation its LRP backward pass (see the module docs).
+pub struct LrpOps<'a> {
+    composite: &'a Composite,
+    linear_layers_seen: usize,
+}
+
+impl<'a> LrpOps<'a> {
+    pub fn new(composite: &'a Composite) -> Self {
+        Self {
+            composite,
+            linear_layers_seen: 0,
+        }
+    }
+
+    fn next_rule(&mut self, name: &str, kind: LayerKind) -> Rule {
+        let first = self.linear_layers_seen == 0;
+        self.linear_layers_seen += 1;
+        self.composite.rule_for(name, kind, first).clone()
+    }
+}
+
+/// `z + (g − sg(g))`: the value of `z` (exactly: `g − sg(g)` is 0), the gradient of `g`.
+fn with_backward<const D: usize>(z: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
+    let zero = g.clone() - g.detach();
+    z + zero
+}
+
+/// `z + ε·(sign(z) + [z = 0])` (Zennit's `stabilize`).
+fn stabilize<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    let shift = z.clone().sign() + z.clone().equal_elem(0.0).float().cast(z.dtype());
+    z + shift * epsilon
+}
+
+fn modify<const D: usize>(w: Tensor<D>, m: ParamMod) -> Tensor<D> {
+    match m {
+        ParamMod::Identity => w,
+        ParamMod::Positive => w.clamp_min(0.0),
+        ParamMod::Negative => w.clamp_max(0.0),
+        ParamMod::GammaPositive(g) => w.clone() + w.clamp_min(0.0) * g,
+        ParamMod::GammaNegative(g) => w.clone() + w.clamp_max(0.0) * g,
+        ParamMod::Square => w.clone() * w,
+        ParamMod::Ones => w.ones_like(),
+    }
+}
+
+/// A constant per channel (axis 1) with `like`'s shape, dtype and device.
+fn per_channel<const D: usize>(values: &[f64], like: &Tensor<D>) -> Tensor<D> {
+    let dims = like.dims();
+    let c = dims[1];
+    assert_eq!(
+        values.len(),
+        c,
+        "the rule has {} per-channel bounds but the layer input has {c} channels",
+        values.len()
+    );
+    let mut shape = [1usize; D];
+    shape[1] = c;
+    let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let device = like.device();
+    let t = Tensor::<D>::from_data(TensorData::new(data, shape), &device).cast(like.dtype());
+    like.zeros_like() + t
+}
+
+fn modify_input<const D: usize>(x: &Tensor<D>, m: &InputMod) -> Tensor<D> {
+    match m {
+        InputMod::Identity => x.clone(),
+        InputMod::Positive => x.clone().clamp_min(0.0),
+        InputMod::Negative => x.clone().clamp_max(0.0),
+        InputMod::Ones => x.ones_like(),
+        InputMod::PerChannel(v) => per_channel(v, x),
+    }
+}
+
+/// The rule's relevance backward for a linear layer `layer(x, param modifier, with bias)`.
+fn linear_rule<const D: usize>(
+    x: Tensor<D>,
+    groups: &[Group],
+    layer: &dyn Fn(Tensor<D>, ParamMod, bool) -> Tensor<D>,
+) -> Tensor<D> {
+    let xd = x.clone().detach();
+    let z = layer(xd.clone(), ParamMod::Identity, true);
+    let mut out = z.clone();
+    for g in groups {
+        let inputs: Vec<Tensor<D>> = g
+            .terms
+            .iter()
+            .map(|t| modify_input(&xd, &t.input))
+            .collect();
+        // Single plain term (ε rule): the denominator is the output itself.
+        let plain = g.terms.len() == 1
+            && g.terms[0].input == InputMod::Identity
+            && g.terms[0].params == ParamMod::Identity
+            && g.terms[0].bias
+            && g.terms[0].sign == 1.0;
+        let denominator = if plain {
+            z.clone()
+        } else {
+            g.terms
+                .iter()
+                .zip(&inputs)
+                .map(|(t, xk)| layer(xk.clone(), t.params, t.bias) * t.sign)
+                .reduce(|a, b| a + b)
+                .expect("a group has terms")
+        };
+        let mut scale = stabilize(denominator, g.epsilon).recip() * g.coefficient;
+        match g.mask {
+            OutputMask::All => {}
+            OutputMask::Positive => {
+                scale = scale * z.clone().greater_elem(0.0).float().cast(z.dtype())
+            }
+            OutputMask::Negative => {
+                scale = scale * z.clone().lower_elem(0.0).float().cast(z.dtype())
+            }
+        }
+        let scale = scale.detach();
+        for (t, xk) in g.terms.iter().zip(inputs) {
+            let gk = layer(xk * x.clone(), t.params, false) * (scale.clone() * t.sign);
+            out = with_backward(out, gk);
+        }
+    }
+    out
+}
+
+/// TensorFlow-SAME / explicit padding of `conv` for an input of `h`×`w` (burn's rule).
+fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
+    let same = |k: usize, s: usize, i: usize| {
+        let total = ((i.div_ceil(s)).saturating_sub(1) * s + k).saturating_sub(i);
+        (total / 2, total - total / 2)
+    };
+    match &conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => [
+            same(conv.kernel_size[0], conv.stride[0], h),
+            same(conv.kernel_size[1], conv.stride[1], w),
+        ],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
+    }
+}
+
+/// The convolution's weight and bias with the BatchNorm after it folded in:
+/// `w' = w·γ/√(σ²+eps)`, `b' = (b − μ)·γ/√(σ²+eps) + β` (Zennit's `merge_batch_norm`).
+pub fn fold_batch_norm(conv: &Conv2d, bn: Option<&BatchNorm>) -> (Tensor<4>, Option<Tensor<1>>) {
+    let w = conv.weight.val();
+    let b = conv.bias.as_ref().map(|b| b.val());
+    let Some(bn) = bn else {
+        return (w, b);
+    };
+    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+    let out = scale.dims()[0];
+    let w = w * scale.clone().reshape([out, 1, 1, 1]);
+    let b0 = b.unwrap_or_else(|| scale.zeros_like());
+    let b = (b0 - bn.running_mean.value()) * scale + bn.beta.val();
+    (w, Some(b))
+}
+
+impl Ops for LrpOps<'_> {
+    fn conv(
+        &mut self,
+        name: &str,
+        conv: &Conv2d,
+        bn: Option<(&str, &BatchNorm)>,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        let rule = self.next_rule(name, LayerKind::Conv);
+        let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
+        let [_, _, h, wd] = x.dims();
+        let options = ConvOptions::new_with_padding(
+            conv.stride,
+            conv_padding(conv, h, wd),
+            conv.dilation,
+            conv.groups,
+        );
+        let (w, b) = (w.autodiff(), b.map(|b| b.autodiff()));
+        let layer = |input: Tensor<4>, m: ParamMod, with_bias: bool| {
+            let bias = if with_bias {
+                b.clone().map(|b| modify(b, m))
+            } else {
+                None
+            };
+            conv2d(input, modify(w.clone(), m), bias, options.clone())
+        };
+        linear_rule(x, &rule.groups(), &layer)
+    }
+
+    fn linear(&mut self, name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+        let rule = self.next_rule(name, LayerKind::Dense);
+        let w = linear.weight.val().autodiff();
+        let b = linear.bias.as_ref().map(|b| b.val().autodiff());
+        let layer = |input: Tensor<2>, m: ParamMod, with_bias: bool| {
+            let y = input.matmul(modify(w.clone(), m));
+            match (&b, with_bias) {
+                (Some(b), true) => y + modify(b.clone(), m).unsqueeze_dim(0),
+                _ => y,
+            }
+        };
+        linear_rule(x, &rule.groups(), &layer)
+    }
+
+    fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {
+        let z = activation::relu(x.clone().detach());
+        with_backward(z, x)
+    }
+
+    fn relu2(&mut self, x: Tensor<2>) -> Tensor<2> {
+        let z = activation::relu(x.clone().detach());
+        with_backward(z, x)
+    }
+
+    fn relu6(&mut self, x: Tensor<4>) -> Tensor<4> {
+        let z = activation::relu6(x.clone().detach());
+        with_backward(z, x)
+    }
+
+    fn avg_pool(&mut self, size: [usize; 2], x: Tensor<4>) -> Tensor<4> {
+        let pool = |t: Tensor<4>| {
+            if size == [1, 1] {
+                t.mean_dim(3).mean_dim(2)
+            } else {
+                adaptive_avg_pool2d(t, size)
+            }
+        };
+        let xd = x.clone().detach();
+        let z = pool(xd.clone());
+        let scale = stabilize(z.clone(), crate::rules::STABILIZER)
+            .recip()
+            .detach();
+        let g = pool(xd * x) * scale;
+        with_backward(z, g)
+    }
+
+    fn add(&mut self, a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+        let (ad, bd) = (a.clone().detach(), b.clone().detach());
+        let z = ad.clone() + bd.clone();
+        let scale = stabilize(z.clone(), crate::rules::STABILIZER)
+            .recip()
+            .detach();
+        let g = (ad * a + bd * b) * scale;
+        with_backward(z, g)
+    }
+}

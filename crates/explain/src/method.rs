@@ -1,0 +1,259 @@
+//! Method names (the command-line contract) and their parameters.
+
+use serde::Serialize;
+
+use crate::cam::CamKind;
+use crate::composite::{Composite, DEFAULT_EPSILON, DEFAULT_GAMMA};
+use crate::gradient::IgRule;
+use crate::rules::Rule;
+
+/// Default number of Integrated Gradients steps (Captum's `n_steps`).
+pub const DEFAULT_IG_STEPS: usize = 50;
+/// Default SmoothGrad sample count.
+pub const DEFAULT_SMOOTHGRAD_SAMPLES: usize = 25;
+/// Default SmoothGrad σ in input units (≈ 15 % of the range of an ImageNet-normalised input).
+pub const DEFAULT_SMOOTHGRAD_SIGMA: f64 = 0.15 * 4.5;
+
+/// Every method name `leukex explain --method` accepts.
+pub const METHOD_NAMES: [&str; 21] = [
+    "gradient",
+    "input-x-gradient",
+    "integrated-gradients",
+    "smoothgrad",
+    "grad-cam",
+    "grad-cam++",
+    "hires-cam",
+    "xgrad-cam",
+    "layer-cam",
+    "lrp-0",
+    "lrp-epsilon",
+    "lrp-zplus",
+    "lrp-alpha2-beta1",
+    "lrp-alpha1-beta0",
+    "lrp-gamma",
+    "lrp-epsilon-plus-flat",
+    "lrp-epsilon-gamma-box",
+    "lrp-epsilon-alpha2-beta1",
+    "lrp-epsilon-plus",
+    "lrp-preset-a",
+    "lrp-preset-b",
+];
+
+/// Optional parameters shared by the methods; `None` = the method's default.
+#[derive(Debug, Clone, Default)]
+pub struct MethodParams {
+    pub epsilon: Option<f64>,
+    pub gamma: Option<f64>,
+    pub steps: Option<usize>,
+    pub ig_rule: Option<IgRule>,
+    pub samples: Option<usize>,
+    pub sigma: Option<f64>,
+    pub seed: Option<u64>,
+    pub layer: Option<String>,
+    /// Input bounds per channel (for zᴮ), from the model's preprocessing.
+    pub bounds: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// A fully specified attribution method.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum Method {
+    Gradient,
+    InputXGradient,
+    IntegratedGradients {
+        steps: usize,
+        rule: IgRule,
+    },
+    SmoothGrad {
+        samples: usize,
+        sigma: f64,
+        seed: u64,
+    },
+    Cam {
+        kind: CamKind,
+        /// `None`: the architecture's default layer.
+        layer: Option<String>,
+    },
+    Lrp {
+        name: String,
+        composite: Composite,
+    },
+}
+
+impl Method {
+    /// Builds method `name` with `p`; the error says what is wrong.
+    pub fn parse(name: &str, p: &MethodParams) -> Result<Self, String> {
+        let eps = p.epsilon.unwrap_or(DEFAULT_EPSILON);
+        let gamma = p.gamma.unwrap_or(DEFAULT_GAMMA);
+        let lrp = |composite: Composite| Method::Lrp {
+            name: name.to_string(),
+            composite,
+        };
+        let m = match name {
+            "gradient" => Method::Gradient,
+            "input-x-gradient" => Method::InputXGradient,
+            "integrated-gradients" => Method::IntegratedGradients {
+                steps: p.steps.unwrap_or(DEFAULT_IG_STEPS),
+                rule: p.ig_rule.unwrap_or(IgRule::GaussLegendre),
+            },
+            "smoothgrad" => Method::SmoothGrad {
+                samples: p.samples.unwrap_or(DEFAULT_SMOOTHGRAD_SAMPLES),
+                sigma: p.sigma.unwrap_or(DEFAULT_SMOOTHGRAD_SIGMA),
+                seed: p.seed.unwrap_or(0),
+            },
+            "lrp-0" => lrp(Composite::uniform(Rule::Epsilon { epsilon: 0.0 })),
+            "lrp-epsilon" => lrp(Composite::uniform(Rule::Epsilon { epsilon: eps })),
+            "lrp-zplus" => lrp(Composite::uniform(Rule::ZPlus)),
+            "lrp-alpha2-beta1" => lrp(Composite::uniform(Rule::AlphaBeta {
+                alpha: 2.0,
+                beta: 1.0,
+            })),
+            "lrp-alpha1-beta0" => lrp(Composite::uniform(Rule::AlphaBeta {
+                alpha: 1.0,
+                beta: 0.0,
+            })),
+            "lrp-gamma" => lrp(Composite::uniform(Rule::Gamma { gamma })),
+            "lrp-epsilon-plus-flat" => lrp(Composite::epsilon_plus_flat(eps)),
+            "lrp-epsilon-plus" => lrp(Composite::epsilon_plus(eps)),
+            "lrp-epsilon-alpha2-beta1" => lrp(Composite::epsilon_alpha2_beta1(eps)),
+            "lrp-epsilon-gamma-box" => {
+                let (low, high) = p.bounds.clone().ok_or(
+                    "lrp-epsilon-gamma-box needs the input bounds of the model's preprocessing",
+                )?;
+                lrp(Composite::epsilon_gamma_box(eps, gamma, low, high))
+            }
+            "lrp-preset-a" => lrp(Composite::sequential_preset(1.0, false)),
+            "lrp-preset-b" => lrp(Composite::sequential_preset(2.0, false)),
+            other => match CamKind::ALL.into_iter().find(|k| k.as_str() == other) {
+                Some(kind) => Method::Cam {
+                    kind,
+                    layer: p.layer.clone(),
+                },
+                None => {
+                    return Err(format!(
+                        "unknown method {other:?}; known: {}",
+                        METHOD_NAMES.join(", ")
+                    ));
+                }
+            },
+        };
+        Ok(m)
+    }
+
+    /// Builds an LRP method from a custom composite specification (see
+    /// [`Composite::parse`]); its id is `lrp-custom_<spec>`.
+    pub fn custom_composite(spec: &str, bounds: Option<(&[f64], &[f64])>) -> Result<Self, String> {
+        Ok(Method::Lrp {
+            name: format!("lrp-custom_{}", sanitize(spec)),
+            composite: Composite::parse(spec, bounds)?,
+        })
+    }
+
+    /// The file stem of this method's maps: the name plus every non-default parameter,
+    /// so that runs with different parameters never overwrite each other
+    /// (`lrp-epsilon`, `lrp-epsilon_eps0.25`).
+    pub fn id(&self, p: &MethodParams) -> String {
+        let mut id = self.name().to_string();
+        let mut push = |s: String| {
+            id.push('_');
+            id.push_str(&s);
+        };
+        let uses_eps = matches!(self, Method::Lrp { name, .. } if matches!(name.as_str(),
+            "lrp-epsilon" | "lrp-epsilon-plus-flat" | "lrp-epsilon-plus" | "lrp-epsilon-alpha2-beta1" | "lrp-epsilon-gamma-box"));
+        let uses_gamma = matches!(self, Method::Lrp { name, .. } if matches!(name.as_str(), "lrp-gamma" | "lrp-epsilon-gamma-box"));
+        if uses_eps && let Some(e) = p.epsilon.filter(|&e| e != DEFAULT_EPSILON) {
+            push(format!("eps{e}"));
+        }
+        if uses_gamma && let Some(g) = p.gamma.filter(|&g| g != DEFAULT_GAMMA) {
+            push(format!("gamma{g}"));
+        }
+        match self {
+            Method::IntegratedGradients { steps, rule } => {
+                if *steps != DEFAULT_IG_STEPS {
+                    push(format!("steps{steps}"));
+                }
+                if *rule != IgRule::GaussLegendre {
+                    push(rule.as_str().to_string());
+                }
+            }
+            Method::SmoothGrad {
+                samples,
+                sigma,
+                seed,
+            } => {
+                if *samples != DEFAULT_SMOOTHGRAD_SAMPLES {
+                    push(format!("n{samples}"));
+                }
+                if *sigma != DEFAULT_SMOOTHGRAD_SIGMA {
+                    push(format!("sigma{sigma}"));
+                }
+                if *seed != 0 {
+                    push(format!("seed{seed}"));
+                }
+            }
+            Method::Cam {
+                layer: Some(layer), ..
+            } => push(format!("layer-{}", sanitize(layer))),
+            _ => {}
+        }
+        id
+    }
+
+    /// The method's name as given on the command line.
+    pub fn name(&self) -> &str {
+        match self {
+            Method::Gradient => "gradient",
+            Method::InputXGradient => "input-x-gradient",
+            Method::IntegratedGradients { .. } => "integrated-gradients",
+            Method::SmoothGrad { .. } => "smoothgrad",
+            Method::Cam { kind, .. } => kind.as_str(),
+            Method::Lrp { name, .. } => name,
+        }
+    }
+
+    /// Whether maps are signed (diverging colour map) or non-negative (CAMs).
+    pub fn is_signed(&self) -> bool {
+        !matches!(self, Method::Cam { .. })
+    }
+}
+
+/// Keeps `[A-Za-z0-9.-]`, maps everything else to `-` (file-name safe ids).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_non_default_parameters() {
+        let p = MethodParams::default();
+        for name in METHOD_NAMES {
+            let p = MethodParams {
+                bounds: Some((vec![-1.0; 3], vec![1.0; 3])),
+                ..p.clone()
+            };
+            let m = Method::parse(name, &p).unwrap();
+            assert_eq!(m.id(&p), name, "default id");
+            assert_eq!(m.name(), name);
+        }
+        let p = MethodParams {
+            epsilon: Some(0.25),
+            ..Default::default()
+        };
+        let m = Method::parse("lrp-epsilon", &p).unwrap();
+        assert_eq!(m.id(&p), "lrp-epsilon_eps0.25");
+        assert_eq!(Method::parse("lrp-zplus", &p).unwrap().id(&p), "lrp-zplus");
+        assert!(Method::parse("lrp-epsilon-gamma-box", &MethodParams::default()).is_err());
+        assert!(Method::parse("deep-dream", &p).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Identities every correct implementation must satisfy, on every architecture, with
+//! closed-form weights (no reference library needed):
+//!
+//! * LRP-0 with BatchNorm folded equals Input×Gradient on ReLU networks (Kindermans et
+//!   al. 2016; iNNvestigate issue #126): the proportional split of sums and average pools
+//!   and the pass-through of ReLU are exactly what the gradient does there.
+//! * LRP passes through the network without changing its forward values (the logits).
+//! * Rules that differ give maps that differ (a method wired to another's code fails).
+
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+use leukex_explain::composite::Composite;
+use leukex_explain::gradient::input_x_gradient;
+use leukex_explain::lrp::lrp_with_logits;
+use leukex_explain::rules::Rule;
+use leukex_models::closed_form::{closed_form_state_dict, input_value};
+use leukex_models::{Arch, Classifier, ModelConfig};
+
+fn model(arch: Arch) -> Classifier {
+    let dev = Device::default();
+    let mut m = Classifier::new(&ModelConfig::new(arch, 3), &dev);
+    let sd = closed_form_state_dict(&m, None);
+    m.load_state_dict(&sd).unwrap();
+    m.valid().cast_float(FloatDType::F64)
+}
+
+fn input(shape: [usize; 4]) -> Tensor<4> {
+    let dev = Device::default();
+    Tensor::<4>::from_data(TensorData::new(input_value(&shape), shape), &dev).cast(FloatDType::F64)
+}
+
+fn values(t: Tensor<4>) -> Vec<f64> {
+    t.into_data().try_into_vec::<f64>().unwrap()
+}
+
+fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn lrp_zero_equals_input_times_gradient_on_relu_networks() {
+    for arch in [Arch::ResNet18, Arch::Vgg19, Arch::GoogLeNet] {
+        let m = model(arch);
+        let x = input([2, 3, 64, 64]);
+        let targets = [1, 2];
+        let composite = Composite::uniform(Rule::Epsilon { epsilon: 0.0 });
+        let (r, logits) = lrp_with_logits(&m, x.clone(), &targets, &composite);
+        let ixg = values(input_x_gradient(&m, x.clone(), &targets));
+        // LRP starts from relevance 1 at the target (Zennit's one-hot `attr_output`);
+        // Input×Gradient is that map times the target logit.
+        let lg = logits.clone().into_data().try_into_vec::<f64>().unwrap();
+        let per = ixg.len() / targets.len();
+        let r: Vec<f64> = values(r)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * lg[(i / per) * 3 + targets[i / per]])
+            .collect();
+        let d = rel_l2(&r, &ixg);
+        // Not bit-equal: Zennit's Norm rule on sums and average pools stabilises its
+        // denominator with 1e-6, a relative change of about 1e-6 per residual sum.
+        eprintln!("{arch}: LRP-0 vs input x gradient rel L2 {d:e}");
+        assert!(d < 1e-3, "{arch}: LRP-0 vs input x gradient rel L2 {d:e}");
+        assert!(ixg.iter().any(|v| v.abs() > 1e-6), "{arch}: zero map");
+        // The forward values are untouched by the LRP operations.
+        let plain = m.forward(x).into_data().try_into_vec::<f64>().unwrap();
+        let lrp_logits = logits.into_data().try_into_vec::<f64>().unwrap();
+        for (a, b) in plain.iter().zip(&lrp_logits) {
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                "{arch}: logits {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rules_that_differ_give_different_maps() {
+    // A method wired to another's code would make two of these equal.
+    let m = model(Arch::ResNet18);
+    let x = input([1, 3, 64, 64]);
+    let rules = [
+        Rule::Epsilon { epsilon: 1e-6 },
+        Rule::ZPlus,
+        Rule::AlphaBeta {
+            alpha: 2.0,
+            beta: 1.0,
+        },
+        Rule::Gamma { gamma: 0.25 },
+        Rule::Flat,
+    ];
+    let maps: Vec<Vec<f64>> = rules
+        .iter()
+        .map(|r| {
+            values(leukex_explain::lrp::lrp(
+                &m,
+                x.clone(),
+                &[1],
+                &Composite::uniform(r.clone()),
+            ))
+        })
+        .collect();
+    for i in 0..maps.len() {
+        assert!(
+            maps[i].iter().all(|v| v.is_finite()),
+            "{:?} not finite",
+            rules[i]
+        );
+        for j in i + 1..maps.len() {
+            let d = rel_l2(&maps[i], &maps[j]);
+            assert!(d > 0.1, "{:?} vs {:?}: rel L2 {d}", rules[i], rules[j]);
+        }
+    }
+}
