@@ -4,6 +4,7 @@
 
 mod data_cmd;
 mod evaluate_cmd;
+mod explain_cmd;
 mod model_cmd;
 mod progress;
 
@@ -36,6 +37,8 @@ enum Command {
     Weights(model_cmd::WeightsCommand),
     /// Class predictions (or logits of preprocessed .npy input) of a model.
     Predict(model_cmd::PredictArgs),
+    /// Heat maps of a model (gradient, CAM and LRP methods) for images or preprocessed .npy input, as OUT/<model-id>/<stem>/<method-id>.npy (+ PNG) and explain.json.
+    Explain(explain_cmd::ExplainArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +71,7 @@ fn main() {
         Command::Evaluate(args) => evaluate_cmd::run(args),
         Command::Weights(cmd) => model_cmd::run_weights(cmd),
         Command::Predict(args) => model_cmd::run_predict(args),
+        Command::Explain(args) => explain_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

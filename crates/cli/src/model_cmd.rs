@@ -89,6 +89,26 @@ pub fn default_preprocessing(arch: Arch, size: u32) -> Preprocessing {
     }
 }
 
+/// The model `predict` and `explain` run: `arch` with the weights file's number of
+/// classes (rows of its head) unless `num_classes` is given, loaded from `weights`.
+pub fn load_model(
+    arch: Arch,
+    weights: &Path,
+    num_classes: Option<usize>,
+    transform_input: bool,
+) -> Result<Classifier> {
+    let sd = StateDict::read(weights)?;
+    let k = num_classes
+        .or_else(|| arch.num_classes_in(&sd))
+        .unwrap_or(1000);
+    let config = ModelConfig::new(arch, k).with_transform_input(transform_input);
+    Ok(Classifier::from_state_dict(
+        &config,
+        &sd,
+        &Default::default(),
+    )?)
+}
+
 pub fn run_predict(a: PredictArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
@@ -100,14 +120,8 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     if !npy_input && a.input.iter().any(|p| has_ext(p, "npy")) {
         bail!("a .npy input must be the only --input");
     }
-    let sd = StateDict::read(&a.weights)?;
-    let k = a
-        .num_classes
-        .or_else(|| a.arch.num_classes_in(&sd))
-        .unwrap_or(1000);
-    let config = ModelConfig::new(a.arch, k).with_transform_input(a.transform_input);
-    let model = Classifier::from_state_dict(&config, &sd, &Default::default())?;
-    drop(sd);
+    let model = load_model(a.arch, &a.weights, a.num_classes, a.transform_input)?;
+    let k = model.num_classes();
 
     if npy_input {
         let out = a
@@ -167,14 +181,14 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn has_ext(p: &Path, ext: &str) -> bool {
+pub(crate) fn has_ext(p: &Path, ext: &str) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Files as given; folders expanded to their image files (not recursive, sorted by name).
-fn image_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn image_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {

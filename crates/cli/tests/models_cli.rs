@@ -1,19 +1,14 @@
 //! `leukex weights import` and `leukex predict` end to end, on a small EfficientNet-Lite0
 //! (2 classes) with deterministic weights, against the library called in-process.
 
-use std::path::Path;
 mod common;
 
-use common::{leukex, text};
+use common::{leukex, s, text};
 
 use leukex_data::image_io::read_rgb;
 use leukex_data::npy;
 use leukex_data::preprocess::Preprocessing;
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict, predict};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Deterministic values in [-1, 1) (SplitMix64 over a running counter).
 struct Unit(u64);

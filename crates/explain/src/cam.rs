@@ -13,8 +13,10 @@
 //! * Grad-CAM++: `α = G² / (2G² + (Σ_ij A)·G³ + 1e-6)` (0 where G = 0),
 //!   `w_k = Σ_ij ReLU(G_kij)·α_kij`
 //!
-//! [`scale_and_resize`] then does what pytorch-grad-cam's `scale_cam_image` does: per
-//! image `cam − min`, divided by `1e-7 + max`, bilinear resize to the input size.
+//! [`scale_and_resize`] then does what pytorch-grad-cam 1.5.7 does to its output: per image
+//! `cam − min`, divided by `1e-7 + max`, bilinear resize to the input size, and the same
+//! min–max scaling once more (its `aggregate_multi_layers` rescales the resized map, whose
+//! maximum is below 1 when the peak falls between output pixel centres).
 
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -22,7 +24,7 @@ use leukex_models::Classifier;
 use serde::{Deserialize, Serialize};
 
 use crate::resize::resize_bilinear;
-use crate::target::one_hot;
+use crate::target::Score;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -92,12 +94,23 @@ pub enum CamError {
     UnknownLayer { layer: String, hint: String },
 }
 
-/// One forward and one backward pass collecting `A` and `dy/dA` at `layer`.
+/// One forward and one backward pass collecting `A` and `d logit / dA` at `layer`.
 pub fn layer_gradients(
     model: &Classifier,
     x: Tensor<4>,
     targets: &[usize],
     layer: &str,
+) -> Result<LayerGradients, CamError> {
+    layer_gradients_for(model, x, targets, layer, Score::Logit)
+}
+
+/// [`layer_gradients`] differentiating `score`.
+pub fn layer_gradients_for(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    layer: &str,
+    score: Score,
 ) -> Result<LayerGradients, CamError> {
     let mut captured: Option<(Tensor<4>, Tensor<4>)> = None;
     let logits = model.forward_with(x.inner(), &mut |name, t| {
@@ -124,8 +137,7 @@ pub fn layer_gradients(
             hint,
         });
     };
-    let seed = one_hot(targets, logits.dims()[1], &logits);
-    let grads = (logits.clone() * seed).sum().backward();
+    let grads = score.objective(logits.clone(), targets).backward();
     let gradients = probe
         .grad(&grads)
         .unwrap_or_else(|| activations.zeros_like());
@@ -150,7 +162,8 @@ pub fn default_layer(arch: leukex_models::Arch) -> &'static str {
 }
 
 /// Per image: `cam − min`, divided by `1e-7 + max`, then bilinear (half-pixel,
-/// align_corners = false) resize to `out_h`×`out_w`. `[N, 1, h, w]` → `[N, 1, H, W]`.
+/// align_corners = false) resize to `out_h`×`out_w`, then the min–max scaling again
+/// (pytorch-grad-cam's order). `[N, 1, h, w]` → `[N, 1, H, W]`.
 pub fn scale_and_resize(cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4> {
     let [n, c, h, w] = cam.dims();
     let device = cam.device();
@@ -161,12 +174,15 @@ pub fn scale_and_resize(cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4>
         .try_into_vec::<f32>()
         .expect("f32 cam");
     let mut out = Vec::with_capacity(n * c * out_h * out_w);
-    for plane in v.chunks(h * w) {
+    let min_max = |plane: &[f32]| -> Vec<f32> {
         let min = plane.iter().copied().fold(f32::INFINITY, f32::min);
         let shifted: Vec<f32> = plane.iter().map(|x| x - min).collect();
         let max = shifted.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let scaled: Vec<f32> = shifted.iter().map(|x| x / (1e-7 + max)).collect();
-        out.extend(resize_bilinear(&scaled, h, w, out_h, out_w));
+        shifted.iter().map(|x| x / (1e-7 + max)).collect()
+    };
+    for plane in v.chunks(h * w) {
+        let resized = resize_bilinear(&min_max(plane), h, w, out_h, out_w);
+        out.extend(min_max(&resized));
     }
     Tensor::<4>::from_data(TensorData::new(out, [n, c, out_h, out_w]), &device).cast(dtype)
 }

@@ -11,18 +11,18 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use crate::target::one_hot;
+use crate::target::Score;
 
-/// d logit[target] / d input, per image: `[N, C, H, W]`, and the logits.
+/// d score[target] / d input, per image: `[N, C, H, W]`, and the logits.
 pub fn gradient_with_logits(
     model: &Classifier,
     x: Tensor<4>,
     targets: &[usize],
+    score: Score,
 ) -> (Tensor<4>, Tensor<2>) {
     let x = x.inner().autodiff().require_grad();
     let logits = model.forward(x.clone());
-    let seed = one_hot(targets, logits.dims()[1], &logits);
-    let grads = (logits.clone() * seed).sum().backward();
+    let grads = score.objective(logits.clone(), targets).backward();
     let g = x
         .grad(&grads)
         .unwrap_or_else(|| x.clone().inner().zeros_like());
@@ -31,7 +31,7 @@ pub fn gradient_with_logits(
 
 /// d logit[target] / d input (Captum `Saliency(abs=False)`).
 pub fn gradient(model: &Classifier, x: Tensor<4>, targets: &[usize]) -> Tensor<4> {
-    gradient_with_logits(model, x, targets).0
+    gradient_with_logits(model, x, targets, Score::Logit).0
 }
 
 /// input ⊙ gradient (Captum `InputXGradient`).
@@ -157,6 +157,7 @@ pub fn integrated_gradients(
     targets: &[usize],
     steps: usize,
     rule: IgRule,
+    score: Score,
 ) -> Tensor<4> {
     let b = baseline.unwrap_or_else(|| x.zeros_like());
     let delta = x - b.clone();
@@ -164,7 +165,7 @@ pub fn integrated_gradients(
     let mut sum = delta.zeros_like();
     for (a, w) in alphas.iter().zip(&weights) {
         let point = b.clone() + delta.clone() * *a;
-        sum = sum + gradient(model, point, targets) * *w;
+        sum = sum + gradient_with_logits(model, point, targets, score).0 * *w;
     }
     delta * sum
 }
@@ -176,11 +177,12 @@ pub fn smoothgrad_with_noise(
     x: Tensor<4>,
     targets: &[usize],
     noise: &[Tensor<4>],
+    score: Score,
 ) -> Tensor<4> {
     assert!(!noise.is_empty(), "SmoothGrad needs at least one sample");
     let mut sum = x.zeros_like();
     for n in noise {
-        sum = sum + gradient(model, x.clone() + n.clone(), targets);
+        sum = sum + gradient_with_logits(model, x.clone() + n.clone(), targets, score).0;
     }
     sum / noise.len() as f64
 }
@@ -208,9 +210,10 @@ pub fn smoothgrad(
     samples: usize,
     sigma: f64,
     seed: u64,
+    score: Score,
 ) -> Tensor<4> {
     let noise = smoothgrad_noise(&x, samples, sigma, seed);
-    smoothgrad_with_noise(model, x, targets, &noise)
+    smoothgrad_with_noise(model, x, targets, &noise, score)
 }
 
 #[cfg(test)]

@@ -27,4 +27,5 @@ pub use cam::{CamKind, default_layer, scale_and_resize};
 pub use composite::Composite;
 pub use method::{METHOD_NAMES, Method, MethodParams};
 pub use rules::Rule;
-pub use target::{Target, predicted};
+pub use run::{ExplainOptions, explain_batch, explain_batch_with};
+pub use target::{InitRelevance, Score, Target, predicted};

@@ -33,7 +33,7 @@ use leukex_models::{Classifier, Ops};
 
 use crate::composite::{Composite, LayerKind};
 use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule};
-use crate::target::one_hot;
+use crate::target::InitRelevance;
 
 /// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
 /// starting from a one-hot relevance at the logits (Zennit's `attr_output`). `model` must
@@ -44,21 +44,23 @@ pub fn lrp(
     targets: &[usize],
     composite: &Composite,
 ) -> Tensor<4> {
-    let (relevance, _) = lrp_with_logits(model, x, targets, composite);
+    let (relevance, _) = lrp_with_logits(model, x, targets, composite, InitRelevance::OneHot);
     relevance
 }
 
-/// [`lrp`] that also returns the logits of the same forward pass.
+/// [`lrp`] from a chosen starting relevance, also returning the logits of the same
+/// forward pass.
 pub fn lrp_with_logits(
     model: &Classifier,
     x: Tensor<4>,
     targets: &[usize],
     composite: &Composite,
+    init: InitRelevance,
 ) -> (Tensor<4>, Tensor<2>) {
     let x = x.inner().autodiff().require_grad();
     let mut ops = LrpOps::new(composite);
     let logits = model.forward_ops(x.clone(), &mut ops);
-    let seed = one_hot(targets, logits.dims()[1], &logits);
+    let seed = init.seed(&logits, targets);
     let grads = (logits.clone() * seed).sum().backward();
     let relevance = x
         .grad(&grads)

@@ -7,23 +7,48 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use leukex_models::Classifier;
 
-use crate::cam::{CamError, default_layer, layer_gradients};
-use crate::gradient::{gradient, integrated_gradients, smoothgrad};
-use crate::lrp::lrp;
+use serde::{Deserialize, Serialize};
+
+use crate::cam::{CamError, default_layer, layer_gradients_for};
+use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
+use crate::lrp::lrp_with_logits;
 use crate::method::Method;
+use crate::target::{InitRelevance, Score};
+
+/// Options shared by all methods of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainOptions {
+    /// What the gradient and CAM families differentiate.
+    pub score: Score,
+    /// Where LRP starts.
+    pub init_relevance: InitRelevance,
+}
 
 /// Maps for `methods`, in the same order: `[N, C, H, W]` for gradient and LRP methods,
 /// `[N, 1, h, w]` at layer resolution for CAMs (see [`crate::cam::scale_and_resize`]).
+/// Default options: logit score, one-hot LRP start.
 pub fn explain_batch(
     model: &Classifier,
     x: Tensor<4>,
     targets: &[usize],
     methods: &[Method],
 ) -> Result<Vec<Tensor<4>>, CamError> {
+    explain_batch_with(model, x, targets, methods, &ExplainOptions::default())
+}
+
+/// [`explain_batch`] with explicit options.
+pub fn explain_batch_with(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    methods: &[Method],
+    options: &ExplainOptions,
+) -> Result<Vec<Tensor<4>>, CamError> {
+    let score = options.score;
     let needs_gradient = methods
         .iter()
         .any(|m| matches!(m, Method::Gradient | Method::InputXGradient));
-    let grad = needs_gradient.then(|| gradient(model, x.clone(), targets));
+    let grad = needs_gradient.then(|| gradient_with_logits(model, x.clone(), targets, score).0);
     let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
     let mut out = Vec::with_capacity(methods.len());
     for m in methods {
@@ -31,25 +56,27 @@ pub fn explain_batch(
             Method::Gradient => grad.clone().expect("computed above"),
             Method::InputXGradient => x.clone() * grad.clone().expect("computed above"),
             Method::IntegratedGradients { steps, rule } => {
-                integrated_gradients(model, x.clone(), None, targets, *steps, *rule)
+                integrated_gradients(model, x.clone(), None, targets, *steps, *rule, score)
             }
             Method::SmoothGrad {
                 samples,
                 sigma,
                 seed,
-            } => smoothgrad(model, x.clone(), targets, *samples, *sigma, *seed),
+            } => smoothgrad(model, x.clone(), targets, *samples, *sigma, *seed, score),
             Method::Cam { kind, layer } => {
                 let layer = layer
                     .clone()
                     .unwrap_or_else(|| default_layer(model.arch()).to_string());
                 if !layers.contains_key(&layer) {
-                    let lg = layer_gradients(model, x.clone(), targets, &layer)?;
+                    let lg = layer_gradients_for(model, x.clone(), targets, &layer, score)?;
                     layers.insert(layer.clone(), (lg.activations, lg.gradients));
                 }
                 let (a, g) = layers[&layer].clone();
                 kind.cam(a, g)
             }
-            Method::Lrp { composite, .. } => lrp(model, x.clone(), targets, composite),
+            Method::Lrp { composite, .. } => {
+                lrp_with_logits(model, x.clone(), targets, composite, options.init_relevance).0
+            }
         };
         out.push(map);
     }

@@ -49,3 +49,84 @@ pub fn predicted(logits: &Tensor<2>) -> Vec<usize> {
         })
         .collect()
 }
+
+/// What the backward pass of the gradient and CAM families differentiates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Score {
+    /// The target's logit (Captum and pytorch-grad-cam).
+    #[default]
+    Logit,
+    /// The target's softmax probability (MATLAB's `gradCAM` reduces at the softmax layer).
+    Softmax,
+    /// The target's logit minus the largest other logit.
+    LogitDiff,
+}
+
+impl Score {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Score::Logit => "logit",
+            Score::Softmax => "softmax",
+            Score::LogitDiff => "logit-diff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Score::Logit, Score::Softmax, Score::LogitDiff]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    /// The scalar to differentiate: the score of each image's target, summed over the
+    /// batch (images do not interact, so each image gets its own gradient).
+    pub fn objective(self, logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
+        let k = logits.dims()[1];
+        let seed = one_hot(targets, k, &logits);
+        match self {
+            Score::Logit => (logits * seed).sum(),
+            Score::Softmax => (burn::tensor::activation::softmax(logits, 1) * seed).sum(),
+            Score::LogitDiff => {
+                let target = (logits.clone() * seed.clone()).sum_dim(1);
+                // The target pushed far down so that the maximum is over the others.
+                let others = (logits - seed * 1e30).max_dim(1);
+                (target - others).sum()
+            }
+        }
+    }
+}
+
+/// The relevance LRP starts from at the logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitRelevance {
+    /// 1 at the target, 0 elsewhere (Zennit's one-hot `attr_output`).
+    #[default]
+    OneHot,
+    /// The target's logit itself (iNNvestigate): a negative logit flips the map.
+    Score,
+}
+
+impl InitRelevance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitRelevance::OneHot => "onehot",
+            InitRelevance::Score => "score",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [InitRelevance::OneHot, InitRelevance::Score]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    /// The seed `[N, K]` of the relevance backward pass.
+    pub fn seed(self, logits: &Tensor<2>, targets: &[usize]) -> Tensor<2> {
+        let onehot = one_hot(targets, logits.dims()[1], logits);
+        match self {
+            InitRelevance::OneHot => onehot,
+            InitRelevance::Score => onehot * logits.clone().detach(),
+        }
+    }
+}

@@ -13,6 +13,7 @@ use leukex_explain::composite::Composite;
 use leukex_explain::gradient::input_x_gradient;
 use leukex_explain::lrp::lrp_with_logits;
 use leukex_explain::rules::Rule;
+use leukex_explain::target::InitRelevance;
 use leukex_models::closed_form::{closed_form_state_dict, input_value};
 use leukex_models::{Arch, Classifier, ModelConfig};
 
@@ -46,7 +47,8 @@ fn lrp_zero_equals_input_times_gradient_on_relu_networks() {
         let x = input([2, 3, 64, 64]);
         let targets = [1, 2];
         let composite = Composite::uniform(Rule::Epsilon { epsilon: 0.0 });
-        let (r, logits) = lrp_with_logits(&m, x.clone(), &targets, &composite);
+        let (r, logits) =
+            lrp_with_logits(&m, x.clone(), &targets, &composite, InitRelevance::OneHot);
         let ixg = values(input_x_gradient(&m, x.clone(), &targets));
         // LRP starts from relevance 1 at the target (Zennit's one-hot `attr_output`);
         // Input×Gradient is that map times the target logit.
@@ -112,4 +114,48 @@ fn rules_that_differ_give_different_maps() {
             assert!(d > 0.1, "{:?} vs {:?}: rel L2 {d}", rules[i], rules[j]);
         }
     }
+}
+
+#[test]
+fn scores_and_starting_relevance_follow_their_definitions() {
+    use leukex_explain::gradient::gradient_with_logits;
+    use leukex_explain::target::Score;
+    let m = model(Arch::ResNet18);
+    let x = input([1, 3, 64, 64]);
+    let grad_of = |k: usize, s: Score| {
+        let (g, l) = gradient_with_logits(&m, x.clone(), &[k], s);
+        (values(g), l.into_data().try_into_vec::<f64>().unwrap())
+    };
+    let (g0, logits) = grad_of(0, Score::Logit);
+    let (g1, _) = grad_of(1, Score::Logit);
+    let (g2, _) = grad_of(2, Score::Logit);
+    let g = [g0, g1, g2];
+    // softmax: d p_t / dx = p_t (g_t − Σ_j p_j g_j)
+    let mx = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+    let p: Vec<f64> = e.iter().map(|v| v / e.iter().sum::<f64>()).collect();
+    let t = 1;
+    let want: Vec<f64> = (0..g[0].len())
+        .map(|i| p[t] * (g[t][i] - (0..3).map(|j| p[j] * g[j][i]).sum::<f64>()))
+        .collect();
+    let (got, _) = grad_of(t, Score::Softmax);
+    assert!(rel_l2(&got, &want) < 1e-9, "softmax score gradient");
+    // logit-diff: g_t − g_k with k the largest other logit
+    let other = (0..3)
+        .filter(|&j| j != t)
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    let want: Vec<f64> = (0..g[0].len()).map(|i| g[t][i] - g[other][i]).collect();
+    let (got, _) = grad_of(t, Score::LogitDiff);
+    assert!(rel_l2(&got, &want) < 1e-9, "logit-diff score gradient");
+
+    // iNNvestigate's start (the logit itself) scales the one-hot map by the logit.
+    let c = Composite::epsilon_plus_flat(1e-6);
+    let (a, _) = lrp_with_logits(&m, x.clone(), &[t], &c, InitRelevance::OneHot);
+    let (b, _) = lrp_with_logits(&m, x.clone(), &[t], &c, InitRelevance::Score);
+    let scaled: Vec<f64> = values(a).iter().map(|v| v * logits[t]).collect();
+    assert!(
+        rel_l2(&values(b), &scaled) < 1e-12,
+        "score start = logit x one-hot start"
+    );
 }

@@ -1,5 +1,6 @@
 //! Running the `leukex` binary from the integration tests.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `leukex` with `args` and returns what it did.
@@ -17,4 +18,10 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A path as a command-line argument (test paths are UTF-8).
+#[allow(dead_code)] // not every test file passes paths
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 test path")
 }

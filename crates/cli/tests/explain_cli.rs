@@ -1,0 +1,358 @@
+//! `leukex explain` end to end on a small ResNet18 (2 classes, closed-form weights, 64×64
+//! inputs): the output layout, shapes, targets and explain.json, the maps against the
+//! library called in-process, resampling to the original image size, error messages,
+//! and parameter-carrying file ids.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use burn::prelude::*;
+use common::{leukex, s, text};
+use leukex_data::npy;
+use leukex_explain::run::explain_batch;
+use leukex_explain::{Method, MethodParams, scale_and_resize};
+use leukex_models::closed_form::{closed_form_state_dict, input_value};
+use leukex_models::{Arch, Classifier, ModelConfig};
+use serde_json::Value;
+
+/// Closed-form ResNet18 weights with 2 classes, written to `dir/r18.safetensors`.
+fn weights(dir: &Path) -> PathBuf {
+    let model = Classifier::new(&ModelConfig::new(Arch::ResNet18, 2), &Default::default());
+    let sd = closed_form_state_dict(&model, None);
+    let path = dir.join("r18.safetensors");
+    std::fs::write(&path, sd.to_safetensors(&[])).unwrap();
+    path
+}
+
+/// `leukex explain --arch resnet18 --weights W` followed by `args`.
+fn explain(weights: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["explain", "--arch", "resnet18", "--weights", s(weights)];
+    all.extend_from_slice(args);
+    leukex(&all)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check_map(path: &Path, shape: &[usize]) -> Vec<f32> {
+    let m = npy::read_f32(path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.shape, shape, "{}", path.display());
+    assert!(
+        m.data.iter().all(|v| v.is_finite()),
+        "{}: not finite",
+        path.display()
+    );
+    assert!(
+        m.data.iter().any(|&v| v != m.data[0]),
+        "{}: constant",
+        path.display()
+    );
+    m.data
+}
+
+#[test]
+fn npy_input_maps_json_and_fixed_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let shape = [2usize, 3, 64, 64];
+    let x = input_value(&shape);
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &x).unwrap();
+    let out = tmp.path().join("maps");
+    let methods = ["gradient", "grad-cam", "lrp-epsilon-plus-flat"];
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "gradient,grad-cam",
+            "--method",
+            "lrp-epsilon-plus-flat",
+            "--batch",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let model_dir = out.join("r18");
+    let j = read_json(&model_dir.join("explain.json"));
+    let images = j["images"].as_object().unwrap();
+    assert_eq!(images.len(), 2, "{j}");
+    assert_eq!(j["model"]["arch"], "resnet18");
+    assert_eq!(j["model"]["num_classes"], 2);
+    assert_eq!(j["target"], "predicted");
+    let ids: Vec<&str> = j["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, methods);
+    assert_eq!(j["timings"]["batches"].as_array().unwrap().len(), 2);
+
+    // The same maps from the library, post-processed as documented.
+    let model = Classifier::from_file(
+        &ModelConfig::new(Arch::ResNet18, 2),
+        &w,
+        &Default::default(),
+    )
+    .unwrap()
+    .valid();
+    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &Default::default());
+    let targets = leukex_explain::predicted(&model.forward(xt.clone()));
+    let ms: Vec<Method> = methods
+        .iter()
+        .map(|n| Method::parse(n, &MethodParams::default()).unwrap())
+        .collect();
+    let want = explain_batch(&model, xt, &targets, &ms).unwrap();
+    for (i, stem) in ["x_0", "x_1"].into_iter().enumerate() {
+        let info = &images[stem];
+        assert_eq!(info["target"], targets[i], "{info}");
+        assert_eq!(info["predicted"], targets[i], "{info}");
+        assert_eq!(info["softmax"].as_array().unwrap().len(), 2);
+        for (mi, (id, m)) in methods.iter().zip(&want).enumerate() {
+            let got = check_map(&model_dir.join(stem).join(format!("{id}.npy")), &[64, 64]);
+            let m = if mi == 1 {
+                scale_and_resize(m.clone(), 64, 64)
+            } else {
+                m.clone()
+            };
+            let v = m.into_data().try_into_vec::<f32>().unwrap();
+            let c = v.len() / (2 * 64 * 64);
+            let per = c * 64 * 64;
+            let summed: Vec<f32> = (0..64 * 64)
+                .map(|p| (0..c).map(|ch| v[i * per + ch * 64 * 64 + p]).sum())
+                .collect();
+            let scale = summed.iter().fold(0f32, |a, b| a.max(b.abs()));
+            let err = got
+                .iter()
+                .zip(&summed)
+                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "{stem}/{id}: max error {err} of {scale}"
+            );
+            for png in [format!("{id}.png"), format!("{id}_overlay.png")] {
+                let p = model_dir.join(stem).join(png);
+                let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert_eq!((img.width(), img.height()), (64, 64));
+            }
+        }
+    }
+
+    // A fixed class overwrites the same files and is recorded for every image;
+    // --keep-channels keeps [3, H, W] (CAMs stay [H, W]); --no-png writes no image.
+    let out2 = tmp.path().join("maps2");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out2),
+            "--method",
+            "gradient,grad-cam",
+            "--target",
+            "1",
+            "--keep-channels",
+            "--no-png",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let j = read_json(&out2.join("r18/explain.json"));
+    for (_, info) in j["images"].as_object().unwrap() {
+        assert_eq!(info["target"], 1, "{info}");
+    }
+    check_map(&out2.join("r18/x_1/gradient.npy"), &[3, 64, 64]);
+    check_map(&out2.join("r18/x_1/grad-cam.npy"), &[64, 64]);
+    assert!(!out2.join("r18/x_1/gradient.png").exists());
+}
+
+#[test]
+fn images_get_maps_at_their_original_size_and_true_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    for (name, (iw, ih)) in [("Im001_1.png", (80u32, 60u32)), ("Im002_0.png", (50, 70))] {
+        let img = image::RgbImage::from_fn(iw, ih, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 3) as u8, ((x * y) % 251) as u8])
+        });
+        img.save(imgs.join(name)).unwrap();
+    }
+    let out = tmp.path().join("maps");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&imgs),
+            "--out",
+            s(&out),
+            "--method",
+            "gradient,grad-cam,lrp-epsilon-plus-flat",
+            "--target",
+            "true",
+            "--size",
+            "64",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.join("r18");
+    let j = read_json(&dir.join("explain.json"));
+    assert_eq!(j["preprocessing"]["size"], serde_json::json!([64, 64]));
+    for (stem, label, (h, ww)) in [("Im001_1", 1, (60usize, 80usize)), ("Im002_0", 0, (70, 50))] {
+        let info = &j["images"][stem];
+        assert_eq!(info["target"], label, "{info}");
+        assert_eq!(info["true_label"], label, "{info}");
+        for id in ["gradient", "grad-cam", "lrp-epsilon-plus-flat"] {
+            check_map(&dir.join(stem).join(format!("{id}.npy")), &[h, ww]);
+            for png in [format!("{id}.png"), format!("{id}_overlay.png")] {
+                let p = dir.join(stem).join(png);
+                let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert_eq!((img.height() as usize, img.width() as usize), (h, ww));
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &[1, 3, 32, 32], &input_value(&[1, 3, 32, 32])).unwrap();
+    let out = tmp.path().join("maps");
+    let fails = |args: &[&str]| {
+        let o = explain(&w, args);
+        assert!(!o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+
+    let msg = fails(&[
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--method",
+        "deep-dream",
+    ]);
+    assert!(
+        msg.contains("deep-dream")
+            && msg.contains("lrp-epsilon-plus-flat")
+            && msg.contains("grad-cam"),
+        "{msg}"
+    );
+
+    let msg = fails(&[
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--method",
+        "grad-cam",
+        "--layer",
+        "nope",
+    ]);
+    assert!(msg.contains("\"nope\"") && msg.contains("layer4"), "{msg}");
+
+    let cell = tmp.path().join("cell.png");
+    image::RgbImage::from_pixel(40, 40, image::Rgb([200, 100, 50]))
+        .save(&cell)
+        .unwrap();
+    let msg = fails(&[
+        "--input",
+        s(&cell),
+        "--out",
+        s(&out),
+        "--method",
+        "gradient",
+        "--target",
+        "true",
+    ]);
+    assert!(msg.contains(s(&cell)) && msg.contains("label"), "{msg}");
+
+    let msg = fails(&[
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--method",
+        "gradient",
+        "--target",
+        "2",
+    ]);
+    assert!(msg.contains("2 classes"), "{msg}");
+
+    let flat = tmp.path().join("flat.npy");
+    npy::write_f32(&flat, &[3, 32, 32], &input_value(&[3, 32, 32])).unwrap();
+    let msg = fails(&[
+        "--input",
+        s(&flat),
+        "--out",
+        s(&out),
+        "--method",
+        "gradient",
+    ]);
+    assert!(
+        msg.contains(s(&flat)) && msg.contains("[N, 3, H, W]"),
+        "{msg}"
+    );
+
+    assert!(!out.exists(), "a failed run wrote output");
+}
+
+#[test]
+fn parameters_change_the_file_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &[1, 3, 64, 64], &input_value(&[1, 3, 64, 64])).unwrap();
+    let out = tmp.path().join("maps");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "lrp-epsilon",
+            "--no-png",
+        ];
+        args.extend_from_slice(extra);
+        let o = explain(&w, &args);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    run(&[]);
+    let default = out.join("r18/x_0/lrp-epsilon.npy");
+    let before = std::fs::read(&default).unwrap();
+    run(&["--epsilon", "0.25"]);
+    let eps = out.join("r18/x_0/lrp-epsilon_eps0.25.npy");
+    let a = check_map(&default, &[64, 64]);
+    let b = check_map(&eps, &[64, 64]);
+    assert_eq!(
+        std::fs::read(&default).unwrap(),
+        before,
+        "default map overwritten"
+    );
+    assert_ne!(a, b, "epsilon had no effect");
+    let j = read_json(&out.join("r18/explain.json"));
+    assert_eq!(j["methods"][0]["id"], "lrp-epsilon_eps0.25");
+    assert_eq!(
+        j["methods"][0]["method"]["composite"]["dense"]["epsilon"],
+        0.25
+    );
+    // Run options are part of the id as well.
+    run(&["--score", "softmax", "--init-relevance", "score"]);
+    let init = check_map(&out.join("r18/x_0/lrp-epsilon_init-score.npy"), &[64, 64]);
+    assert_ne!(init, a, "the starting relevance had no effect");
+    assert_eq!(std::fs::read(&default).unwrap(), before);
+    let j = read_json(&out.join("r18/explain.json"));
+    assert_eq!(j["score"], "softmax");
+    assert_eq!(j["init_relevance"], "score");
+}

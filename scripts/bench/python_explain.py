@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Reference timings for the explanation benchmark (crates/explain/benches/methods.rs).
+
+Same job as the Rust benchmark: ResNet18 (and ResNet50 for Grad-CAM), batch 8 at
+224x224, 2 threads, random weights (speed does not depend on the values), target class
+i % 2 for image i.  Prints the median of 7 runs after 2 warm-ups per method:
+
+    .venv-fixtures/bin/python scripts/bench/python_explain.py
+
+Pinned environment: scripts/fixtures/requirements.txt (torch 2.15.0, captum 0.9.0,
+zennit 1.0.0, grad-cam 1.5.7).
+"""
+import statistics
+import time
+
+import torch
+import torchvision
+from captum.attr import InputXGradient, Saliency
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from zennit.attribution import Gradient
+from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
+from zennit.torchvision import ResNetCanonizer
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+N, S = 8, 224
+x = torch.randn(N, 3, S, S)
+targets = [i % 2 for i in range(N)]
+
+
+def model(depth):
+    m = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=2)
+    return m.eval()
+
+
+def median_time(fn, runs=7, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def zennit(m, composite):
+    def run():
+        onehot = torch.eye(2)[targets]
+        with Gradient(model=m, composite=composite) as attributor:
+            _, rel = attributor(x, onehot)
+        return rel.sum()
+    return run
+
+
+def main():
+    m18 = model(18)
+    results = {}
+    results["resnet18 gradient (Captum Saliency)"] = median_time(
+        lambda: Saliency(m18).attribute(x, target=targets, abs=False).sum())
+    results["resnet18 input-x-gradient (Captum)"] = median_time(
+        lambda: InputXGradient(m18).attribute(x, target=targets).sum())
+    cam_targets = [ClassifierOutputTarget(t) for t in targets]
+
+    def gradcam(m, layer):
+        def run():
+            with GradCAM(model=m, target_layers=[layer]) as cam:
+                return cam(input_tensor=x, targets=cam_targets).sum()
+        return run
+
+    results["resnet18 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m18, m18.layer4[-1]))
+    low = torch.tensor([-2.1179, -2.0357, -1.8044]).view(1, 3, 1, 1)
+    high = torch.tensor([2.2489, 2.4286, 2.64]).view(1, 3, 1, 1)
+    results["resnet18 lrp-epsilon-plus-flat (Zennit)"] = median_time(
+        zennit(m18, EpsilonPlusFlat(canonizers=[ResNetCanonizer()])))
+    results["resnet18 lrp-epsilon-gamma-box (Zennit)"] = median_time(
+        zennit(m18, EpsilonGammaBox(low=low, high=high, canonizers=[ResNetCanonizer()])))
+    results["resnet18 lrp-epsilon-alpha2-beta1 (Zennit)"] = median_time(
+        zennit(m18, EpsilonAlpha2Beta1(canonizers=[ResNetCanonizer()])))
+    m50 = model(50)
+    results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
+    for k, v in results.items():
+        print(f"{k:<45} {v:.3f} s")
+    print("torch", torch.__version__, "threads", torch.get_num_threads())
+
+
+if __name__ == "__main__":
+    main()
