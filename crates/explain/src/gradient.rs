@@ -74,34 +74,40 @@ impl IgRule {
         .find(|r| r.as_str() == s)
     }
 
-    /// Points α on [0, 1] and their weights (Captum's `approximation_parameters`).
+    /// Points α on [0, 1] and their weights, as Captum's `approximation_parameters`
+    /// makes them: Gauss–Legendre nodes mapped to [0, 1] with halved weights; Riemann
+    /// points from a float32 `torch.linspace` (so rounded to float32), all weights `1/n`,
+    /// and for the trapezoid the two end weights halved — Captum's trapezoid weights sum
+    /// to `(n − 1)/n`, not 1, and leukex keeps that so that its maps equal Captum's.
     pub fn nodes(self, n: usize) -> (Vec<f64>, Vec<f64>) {
         assert!(n >= 1, "at least one step");
         let nf = n as f64;
-        match self {
+        let linspace = |start: f64, end: f64| -> Vec<f64> {
+            if n == 1 {
+                return vec![start as f32 as f64];
+            }
+            (0..n)
+                .map(|i| (start + (end - start) * i as f64 / (nf - 1.0)) as f32 as f64)
+                .collect()
+        };
+        let mut weights = vec![1.0 / nf; n];
+        let alphas = match self {
             IgRule::GaussLegendre => {
                 let (x, w) = gauss_legendre(n);
-                (
-                    x.iter().map(|x| 0.5 * (x + 1.0)).collect(),
-                    w.iter().map(|w| 0.5 * w).collect(),
-                )
+                weights = w.iter().map(|w| 0.5 * w).collect();
+                x.iter().map(|x| 0.5 * (x + 1.0)).collect()
             }
-            IgRule::RiemannLeft => ((0..n).map(|i| i as f64 / nf).collect(), vec![1.0 / nf; n]),
-            IgRule::RiemannRight => ((1..=n).map(|i| i as f64 / nf).collect(), vec![1.0 / nf; n]),
-            IgRule::RiemannMiddle => (
-                (0..n).map(|i| (i as f64 + 0.5) / nf).collect(),
-                vec![1.0 / nf; n],
-            ),
+            IgRule::RiemannLeft => linspace(0.0, 1.0 - 1.0 / nf),
+            IgRule::RiemannRight => linspace(1.0 / nf, 1.0),
+            IgRule::RiemannMiddle => linspace(0.5 / nf, 1.0 - 0.5 / nf),
             IgRule::RiemannTrapezoid => {
                 assert!(n >= 2, "the trapezoid rule needs at least two steps");
-                let h = 1.0 / (nf - 1.0);
-                let alphas = (0..n).map(|i| i as f64 * h).collect();
-                let mut w = vec![h; n];
-                w[0] = h / 2.0;
-                w[n - 1] = h / 2.0;
-                (alphas, w)
+                weights[0] /= 2.0;
+                weights[n - 1] /= 2.0;
+                linspace(0.0, 1.0)
             }
-        }
+        };
+        (alphas, weights)
     }
 }
 
@@ -243,12 +249,11 @@ mod tests {
     }
 
     #[test]
-    fn riemann_weights_sum_to_one() {
+    fn path_weights_are_captums() {
         for r in [
             IgRule::RiemannLeft,
             IgRule::RiemannRight,
             IgRule::RiemannMiddle,
-            IgRule::RiemannTrapezoid,
             IgRule::GaussLegendre,
         ] {
             let (a, w) = r.nodes(7);
@@ -256,5 +261,12 @@ mod tests {
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{r:?}");
             assert!(a.iter().all(|&a| (0.0..=1.0).contains(&a)));
         }
+        // Captum's trapezoid: 1/n with halved ends, summing to (n - 1)/n.
+        let (a, w) = IgRule::RiemannTrapezoid.nodes(16);
+        assert_eq!(w[0], 1.0 / 32.0);
+        assert_eq!(w[1], 1.0 / 16.0);
+        assert!((w.iter().sum::<f64>() - 15.0 / 16.0).abs() < 1e-12);
+        assert_eq!((a[0], a[15]), (0.0, 1.0));
+        assert_eq!(a[1], (1.0f64 / 15.0) as f32 as f64);
     }
 }

@@ -27,9 +27,9 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation;
-use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
+use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use leukex_models::{Classifier, Ops};
+use leukex_models::{Classifier, Ops, adaptive_avg_pool};
 
 use crate::composite::{Composite, LayerKind};
 use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule};
@@ -282,13 +282,7 @@ impl Ops for LrpOps<'_> {
     }
 
     fn avg_pool(&mut self, size: [usize; 2], x: Tensor<4>) -> Tensor<4> {
-        let pool = |t: Tensor<4>| {
-            if size == [1, 1] {
-                t.mean_dim(3).mean_dim(2)
-            } else {
-                adaptive_avg_pool2d(t, size)
-            }
-        };
+        let pool = |t: Tensor<4>| adaptive_avg_pool(t, size);
         let xd = x.clone().detach();
         let z = pool(xd.clone());
         let scale = stabilize(z.clone(), crate::rules::STABILIZER)

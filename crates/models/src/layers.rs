@@ -113,11 +113,7 @@ pub trait Ops {
 
     /// Adaptive average pooling to `size` (`[1, 1]`: global average pooling).
     fn avg_pool(&mut self, size: [usize; 2], x: Tensor<4>) -> Tensor<4> {
-        if size == [1, 1] {
-            x.mean_dim(3).mean_dim(2)
-        } else {
-            adaptive_avg_pool2d(x, size)
-        }
+        adaptive_avg_pool(x, size)
     }
 
     /// Residual addition `a + b` (`b` the skip connection).
@@ -128,6 +124,15 @@ pub trait Ops {
     /// Concatenation along channels (GoogLeNet's inception modules).
     fn cat(&mut self, xs: Vec<Tensor<4>>) -> Tensor<4> {
         Tensor::cat(xs, 1)
+    }
+}
+
+/// PyTorch's `AdaptiveAvgPool2d(size)`; `[1, 1]` (global average pooling) as a mean.
+pub fn adaptive_avg_pool(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    if size == [1, 1] {
+        x.mean_dim(3).mean_dim(2)
+    } else {
+        adaptive_avg_pool2d(x, size)
     }
 }
 

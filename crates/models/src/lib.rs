@@ -73,8 +73,8 @@ pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
-pub use layers::Ops;
 use layers::{HookOps, LayerVisitor, Tap};
+pub use layers::{Ops, adaptive_avg_pool};
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
