@@ -19,7 +19,10 @@ from captum.attr import InputXGradient, Saliency
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
-from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
+from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
+                               LayerMapComposite, layer_map_base)
+from zennit.rules import Epsilon
+from zennit.types import Convolution, Linear
 from zennit.torchvision import ResNetCanonizer
 
 torch.set_num_threads(2)
@@ -78,6 +81,14 @@ def main():
         zennit(m18, EpsilonGammaBox(low=low, high=high, canonizers=[ResNetCanonizer()])))
     results["resnet18 lrp-epsilon-alpha2-beta1 (Zennit)"] = median_time(
         zennit(m18, EpsilonAlpha2Beta1(canonizers=[ResNetCanonizer()])))
+    # Stand-ins for the paper's four methods (LRP, Deep Taylor, Input x Gradient, Grad-CAM):
+    # LRP-epsilon on every layer and Zennit's EpsilonPlus (z+ convolutions, as Deep Taylor).
+    eps_all = LayerMapComposite(layer_map=layer_map_base() + [(Convolution, Epsilon(1e-6)),
+                                                               (Linear, Epsilon(1e-6))],
+                                canonizers=[ResNetCanonizer()])
+    results["resnet18 lrp-epsilon (Zennit)"] = median_time(zennit(m18, eps_all))
+    results["resnet18 lrp-epsilon-plus (Zennit)"] = median_time(
+        zennit(m18, EpsilonPlus(canonizers=[ResNetCanonizer()])))
     m50 = model(50)
     results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
     for k, v in results.items():

@@ -10,10 +10,11 @@
 //!
 //! where `sg` stops the gradient, so `y == z` bit for bit, and `g` is chosen so that the
 //! gradient it passes back *is* the rule's relevance: for a term with modified input `x_k`
-//! and modified weights `W_k`, `g_k(x) = sg(c·s·m/stabilize(Σ z_k)) ⊙ f_k(sg(x_k) ⊙ x)`,
-//! whose vector–Jacobian product with the upper relevance `R` is
-//! `x_k ⊙ W_kᵀ(c·s·m ⊙ R / stabilize(Σ z_k))` — Zennit's `BasicHook` (see
-//! [`crate::rules`]). Seeding the backward pass with the one-hot target gives the input
+//! and modified weights `W_k`, `g_k = sg(c·m/stabilize(Σ s_k z_k)) ⊙ s_k z_k(t_k)` where
+//! `z_k = f_k(t_k)` is the term's layer output on `t_k`, which equals `x_k` in value and has
+//! derivative `diag(x_k)` in `x`; its vector–Jacobian product with the upper relevance `R`
+//! is `s_k x_k ⊙ W_kᵀ(c·m ⊙ R / stabilize(Σ s_k z_k))` — Zennit's `BasicHook` (see
+//! [`crate::rules`]), with each term's layer run once. Seeding the backward pass with the one-hot target gives the input
 //! relevance as the input's "gradient". Branch points sum relevance, as the gradient does.
 //!
 //! Per operation (Zennit's composites' defaults): convolutions and dense layers get the
@@ -32,7 +33,7 @@ use burn::tensor::ops::ConvOptions;
 use leukex_models::{Classifier, Ops, adaptive_avg_pool};
 
 use crate::composite::{Composite, LayerKind};
-use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule};
+use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule, Term};
 use crate::target::InitRelevance;
 
 /// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
@@ -141,6 +142,19 @@ fn modify_input<const D: usize>(x: &Tensor<D>, m: &InputMod) -> Tensor<D> {
     }
 }
 
+/// `x_k` in value, with `d/dx = diag(x_k)`: `x_k + (x_k ⊙ x − x_k ⊙ sg(x))`, the bracket
+/// being exactly 0. A term's layer output on it is at once the value the rule's
+/// denominator needs and, through autodiff, the term's backward `x_k ⊙ W_kᵀ(·)`, so no
+/// layer is run twice.
+fn tracked_input<const D: usize>(xk: Tensor<D>, x: &Tensor<D>, xd: &Tensor<D>) -> Tensor<D> {
+    let zero = xk.clone() * x.clone() - xk.clone() * xd.clone();
+    xk + zero
+}
+
+fn is_plain(t: &Term) -> bool {
+    t.input == InputMod::Identity && t.params == ParamMod::Identity && t.bias && t.sign == 1.0
+}
+
 /// The rule's relevance backward for a linear layer `layer(x, param modifier, with bias)`.
 fn linear_rule<const D: usize>(
     x: Tensor<D>,
@@ -148,30 +162,63 @@ fn linear_rule<const D: usize>(
     layer: &dyn Fn(Tensor<D>, ParamMod, bool) -> Tensor<D>,
 ) -> Tensor<D> {
     let xd = x.clone().detach();
-    let z = layer(xd.clone(), ParamMod::Identity, true);
-    let mut out = z.clone();
-    for g in groups {
-        let inputs: Vec<Tensor<D>> = g
-            .terms
-            .iter()
-            .map(|t| modify_input(&xd, &t.input))
-            .collect();
-        // Single plain term (ε rule): the denominator is the output itself.
-        let plain = g.terms.len() == 1
-            && g.terms[0].input == InputMod::Identity
-            && g.terms[0].params == ParamMod::Identity
-            && g.terms[0].bias
-            && g.terms[0].sign == 1.0;
-        let denominator = if plain {
-            z.clone()
-        } else {
+    // Inputs after a ReLU are non-negative: terms on the negative part are then exactly 0
+    // (no bias on them), in their denominators and in their relevance, and are skipped.
+    // This halves the work of z⁺, αβ and γ on every layer but the first.
+    let has_negative_terms = groups
+        .iter()
+        .any(|g| g.terms.iter().any(|t| t.input == InputMod::Negative));
+    let non_negative = has_negative_terms && xd.clone().min().into_scalar::<f64>() >= 0.0;
+    let groups: Vec<Group> = groups
+        .iter()
+        .map(|g| Group {
+            terms: g
+                .terms
+                .iter()
+                .filter(|t| !(non_negative && t.input == InputMod::Negative && !t.bias))
+                .cloned()
+                .collect(),
+            ..g.clone()
+        })
+        .collect();
+    // Every term's output, tracked (see `tracked_input`).
+    let outputs: Vec<Vec<Tensor<D>>> = groups
+        .iter()
+        .map(|g| {
             g.terms
                 .iter()
-                .zip(&inputs)
-                .map(|(t, xk)| layer(xk.clone(), t.params, t.bias) * t.sign)
-                .reduce(|a, b| a + b)
-                .expect("a group has terms")
-        };
+                .map(|t| {
+                    let xk = tracked_input(modify_input(&xd, &t.input), &x, &xd);
+                    layer(xk, t.params, t.bias)
+                })
+                .collect()
+        })
+        .collect();
+    // The layer's true output: a plain term's value when there is one (ε, zᴮ).
+    let plain = groups
+        .iter()
+        .zip(&outputs)
+        .find_map(|(g, o)| g.terms.iter().position(is_plain).map(|i| o[i].clone()));
+    let z = match plain {
+        Some(z) => z.detach(),
+        None => layer(xd.clone(), ParamMod::Identity, true),
+    };
+    let mut out = z.clone();
+    for (g, outs) in groups.iter().zip(outputs) {
+        if outs.is_empty() {
+            continue;
+        }
+        let signed: Vec<Tensor<D>> = g
+            .terms
+            .iter()
+            .zip(outs)
+            .map(|(t, o)| if t.sign == 1.0 { o } else { o * t.sign })
+            .collect();
+        let denominator = signed
+            .iter()
+            .map(|o| o.clone().detach())
+            .reduce(|a, b| a + b)
+            .expect("a group has terms");
         let mut scale = stabilize(denominator, g.epsilon).recip() * g.coefficient;
         match g.mask {
             OutputMask::All => {}
@@ -183,10 +230,11 @@ fn linear_rule<const D: usize>(
             }
         }
         let scale = scale.detach();
-        for (t, xk) in g.terms.iter().zip(inputs) {
-            let gk = layer(xk * x.clone(), t.params, false) * (scale.clone() * t.sign);
-            out = with_backward(out, gk);
-        }
+        let g_sum = signed
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .expect("a group has terms");
+        out = with_backward(out, g_sum * scale);
     }
     out
 }
