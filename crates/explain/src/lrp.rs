@@ -27,6 +27,7 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Gradients;
 use burn::tensor::activation;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -69,10 +70,78 @@ pub fn lrp_with_logits(
     (relevance, logits.inner())
 }
 
+/// Relevance sums through the network, per image: the check that LRP conserves (or
+/// where it loses) relevance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Conservation {
+    /// The relevance put in at the logits (1 with a one-hot start, the logit with a score
+    /// start), per image.
+    pub output: Vec<f64>,
+    /// Per linear layer in forward order: its name and the relevance arriving at its
+    /// output, per image.
+    pub layers: Vec<(String, Vec<f64>)>,
+    /// The relevance at the input, per image.
+    pub input: Vec<f64>,
+}
+
+/// [`lrp_with_logits`] that also reports the relevance sum at every linear layer's output
+/// and at the input ([`Conservation`]). One more backward pass than [`lrp`] is not
+/// needed: the sums come from zero probes added in the same pass.
+pub fn lrp_with_conservation(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    composite: &Composite,
+    init: InitRelevance,
+) -> (Tensor<4>, Conservation) {
+    let x = x.inner().autodiff().require_grad();
+    let mut ops = LrpOps::probing(composite);
+    let logits = model.forward_ops(x.clone(), &mut ops);
+    let seed = init.seed(&logits, targets);
+    let grads = (logits * seed.clone()).sum().backward();
+    let relevance = x
+        .grad(&grads)
+        .unwrap_or_else(|| x.clone().inner().zeros_like());
+    let output = per_image_sums(seed.inner());
+    let layers = ops
+        .probes
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, read)| (name, read(&grads)))
+        .collect();
+    let input = per_image_sums(relevance.clone());
+    (
+        relevance,
+        Conservation {
+            output,
+            layers,
+            input,
+        },
+    )
+}
+
+/// Reads one probe's relevance sums per image from the gradients.
+type Probe = Box<dyn Fn(&Gradients) -> Vec<f64>>;
+
+/// Sum over everything but the batch axis, per image.
+fn per_image_sums<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    let n = t.dims()[0];
+    t.reshape([n as i32, -1])
+        .sum_dim(1)
+        .cast(burn::tensor::FloatDType::F64)
+        .into_data()
+        .try_into_vec::<f64>()
+        .expect("f64 sums")
+}
+
 /// [`Ops`] that give each operation its LRP backward pass (see the module docs).
 pub struct LrpOps<'a> {
     composite: &'a Composite,
     linear_layers_seen: usize,
+    /// With [`LrpOps::probing`]: a zero tensor added to every linear layer's output, whose
+    /// gradient is the relevance arriving there.
+    probes: Option<Vec<(String, Probe)>>,
 }
 
 impl<'a> LrpOps<'a> {
@@ -80,7 +149,32 @@ impl<'a> LrpOps<'a> {
         Self {
             composite,
             linear_layers_seen: 0,
+            probes: None,
         }
+    }
+
+    /// Like [`new`](Self::new), also collecting the relevance at every linear layer's
+    /// output (for conservation checks).
+    pub fn probing(composite: &'a Composite) -> Self {
+        Self {
+            probes: Some(Vec::new()),
+            ..Self::new(composite)
+        }
+    }
+
+    fn probe<const D: usize>(&mut self, name: &str, y: Tensor<D>) -> Tensor<D> {
+        let Some(probes) = &mut self.probes else {
+            return y;
+        };
+        let probe = y.zeros_like().detach().require_grad();
+        let leaf = probe.clone();
+        let read: Probe = Box::new(move |grads: &Gradients| {
+            leaf.grad(grads)
+                .map(per_image_sums)
+                .unwrap_or_else(|| vec![0.0; leaf.dims()[0]])
+        });
+        probes.push((name.to_string(), read));
+        y + probe
     }
 
     fn next_rule(&mut self, name: &str, kind: LayerKind) -> Rule {
@@ -297,7 +391,8 @@ impl Ops for LrpOps<'_> {
             };
             conv2d(input, modify(w.clone(), m), bias, options.clone())
         };
-        linear_rule(x, &rule.groups(), &layer)
+        let y = linear_rule(x, &rule.groups(), &layer);
+        self.probe(name, y)
     }
 
     fn linear(&mut self, name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
@@ -311,7 +406,8 @@ impl Ops for LrpOps<'_> {
                 _ => y,
             }
         };
-        linear_rule(x, &rule.groups(), &layer)
+        let y = linear_rule(x, &rule.groups(), &layer);
+        self.probe(name, y)
     }
 
     fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {

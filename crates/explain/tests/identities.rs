@@ -159,3 +159,63 @@ fn scores_and_starting_relevance_follow_their_definitions() {
         "score start = logit x one-hot start"
     );
 }
+
+/// `model(arch)` with every bias, BatchNorm shift and running mean set to 0: nothing can
+/// absorb relevance.
+fn bias_free_model(arch: Arch) -> Classifier {
+    let dev = Device::default();
+    let mut m = Classifier::new(&ModelConfig::new(arch, 3), &dev);
+    let mut sd = closed_form_state_dict(&m, None);
+    let keys: Vec<(String, Vec<usize>)> = m.state_dict_keys();
+    for (k, shape) in keys {
+        if k.ends_with(".bias") || k.ends_with(".running_mean") {
+            sd.insert(k, shape.clone(), vec![0.0; shape.iter().product()]);
+        }
+    }
+    m.load_state_dict(&sd).unwrap();
+    m.valid().cast_float(FloatDType::F64)
+}
+
+#[test]
+fn lrp_zero_conserves_relevance_without_biases() {
+    // With no bias anywhere, LRP-0 (ε = 1e-9) passes on exactly what each layer receives (up to the
+    // 1e-6 stabilisers of the proportional split at sums and average pools): the input
+    // relevance equals the one-hot start on every architecture, and on VGG19 (no
+    // branches) every layer's incoming relevance does too. A lost or doubled branch
+    // (residual sum, inception concatenation, MBConv skip) shows up as a sum away from 1.
+    use leukex_explain::lrp::lrp_with_conservation;
+    for arch in Arch::ALL {
+        let m = bias_free_model(arch);
+        let x = input([2, 3, 64, 64]);
+        // ε = 1e-9 rather than 0: without biases a depthwise window of dead units has
+        // z = 0 exactly, and 0/0 would be NaN.
+        let composite = Composite::uniform(Rule::Epsilon { epsilon: 1e-9 });
+        let (r, c) = lrp_with_conservation(&m, x, &[1, 2], &composite, InitRelevance::OneHot);
+        assert_eq!(c.output, vec![1.0, 1.0]);
+        let n_linear = m
+            .state_dict_keys()
+            .iter()
+            .filter(|(k, s)| k.ends_with(".weight") && s.len() >= 2)
+            .count();
+        assert_eq!(
+            c.layers.len(),
+            n_linear,
+            "{arch}: one probe per conv/dense layer"
+        );
+        for s in &c.input {
+            assert!((s - 1.0).abs() < 1e-4, "{arch}: input relevance sum {s}");
+        }
+        if arch == Arch::Vgg19 {
+            for (name, sums) in &c.layers {
+                for s in sums {
+                    assert!((s - 1.0).abs() < 1e-4, "{arch} {name}: relevance sum {s}");
+                }
+            }
+        }
+        let total: f64 = values(r).iter().sum();
+        assert!(
+            (total - 2.0).abs() < 2e-4,
+            "{arch}: input relevance {total}"
+        );
+    }
+}
