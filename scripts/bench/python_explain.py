@@ -6,17 +6,23 @@ Same job as the Rust benchmark: ResNet18 (and ResNet50 for Grad-CAM), batch 8 at
 i % 2 for image i.  Prints the median of 7 runs after 2 warm-ups per method:
 
     .venv-fixtures/bin/python scripts/bench/python_explain.py
+    .venv-fixtures/bin/python scripts/bench/python_explain.py --score-cam
+
+`--score-cam` (opt-in, minutes): only pytorch-grad-cam's ScoreCAM on ResNet18 layer4[-1],
+with its default batch of 16 masked inputs (8 images x 512 channels = 4096 forward passes),
+timed by one run without warm-up, as the Rust benchmark times it.
 
 Pinned environment: scripts/fixtures/requirements.txt (torch 2.15.0, captum 0.9.0,
 zennit 1.0.0, grad-cam 1.5.7).
 """
 import statistics
+import sys
 import time
 
 import torch
 import torchvision
 from captum.attr import InputXGradient, Saliency
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
 from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
@@ -57,7 +63,22 @@ def zennit(m, composite):
     return run
 
 
+def score_cam():
+    m18 = model(18)
+    cam_targets = [ClassifierOutputTarget(t) for t in targets]
+    t = time.perf_counter()
+    with ScoreCAM(model=m18, target_layers=[m18.layer4[-1]]) as cam:
+        out = cam(input_tensor=x, targets=cam_targets)
+    dt = time.perf_counter() - t
+    print(f"{'resnet18 score-cam (pytorch-grad-cam, one run)':<45} {dt:.3f} s "
+          f"(checksum {float(out.sum()):.3f})")
+    print("torch", torch.__version__, "threads", torch.get_num_threads())
+
+
 def main():
+    if sys.argv[1:] == ["--score-cam"]:
+        score_cam()
+        return
     m18 = model(18)
     results = {}
     results["resnet18 gradient (Captum Saliency)"] = median_time(

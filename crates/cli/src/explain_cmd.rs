@@ -23,7 +23,7 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 use clap::Args;
 use image::{Rgb, RgbImage};
-use leukex_data::fsutil::write_json_atomic;
+use leukex_data::fsutil::{write_bytes_atomic, write_json_atomic};
 use leukex_data::image_io::{read_dimensions, read_rgb, write_rgb};
 use leukex_data::npy;
 use leukex_data::preprocess::{ChwImage, Normalization, Preprocessing};
@@ -32,10 +32,13 @@ use leukex_evaluate::colormap::{innvestigate_indices, matlab_indices};
 use leukex_evaluate::run::label_from_stem;
 use leukex_explain::cam::CamError;
 use leukex_explain::gradient::IgRule;
+use leukex_explain::lrp::lrp_with_conservation;
 use leukex_explain::resize::resize_bilinear;
 use leukex_explain::run::{ExplainOptions, explain_batch_with};
 use leukex_explain::{InitRelevance, Score};
-use leukex_explain::{METHOD_NAMES, Method, MethodParams, Target, default_layer, scale_and_resize};
+use leukex_explain::{
+    METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS, Target, default_layer, scale_and_resize,
+};
 use leukex_models::Arch;
 use leukex_models::predict::softmax;
 use rayon::prelude::*;
@@ -51,7 +54,7 @@ pub struct ExplainArgs {
     /// Weights (.safetensors, zip .pth or legacy .pth with torchvision key names); its file stem names the output folder.
     #[arg(long)]
     weights: PathBuf,
-    /// Methods (repeatable or comma-separated; `all` = every method): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b.
+    /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b.
     #[arg(long = "method", value_delimiter = ',')]
     methods: Vec<String>,
     /// A custom LRP composite (repeatable), e.g. first=flat,conv=alpha2-beta1,dense=epsilon:0.1 (targets conv, dense, first, name:<layer>); its id is lrp-custom_<spec>.
@@ -66,7 +69,7 @@ pub struct ExplainArgs {
     /// Class explained: pred (the arg-max logit), true (the label Y of an ALL-IDB2 name ImNNN_Y) or a class index.
     #[arg(long, default_value = "pred", value_parser = parse_target)]
     target: Target,
-    /// CAM methods: the layer (a named output, e.g. layer4.1.conv2; default: resnet layer4, vgg19 features.35, googlenet inception5b, efficientnet-lite0 extract_features).
+    /// CAM methods (score-cam too): the layer (a named output, e.g. layer4.1.conv2; default: resnet layer4, vgg19 features.35, googlenet inception5b, efficientnet-lite0 extract_features).
     #[arg(long)]
     layer: Option<String>,
     /// LRP ε (default 1e-6) of lrp-epsilon and the ε-composites' dense layers.
@@ -93,6 +96,9 @@ pub struct ExplainArgs {
     /// Images per forward/backward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Score-CAM: masked inputs per forward pass (default 32; speed and memory only).
+    #[arg(long)]
+    score_cam_batch: Option<usize>,
     /// Images: network input side in pixels (default 224).
     #[arg(long)]
     size: Option<u32>,
@@ -111,6 +117,9 @@ pub struct ExplainArgs {
     /// Write only the .npy maps and explain.json, no PNG renderings.
     #[arg(long)]
     no_png: bool,
+    /// LRP methods: write conservation.csv (relevance sum at every conv/dense layer's output and at the input, per image, against the relevance put in at the logits); costs one more pass per LRP method.
+    #[arg(long)]
+    conservation: bool,
     /// What the gradient and CAM families differentiate: logit (Captum, pytorch-grad-cam), softmax (MATLAB gradCAM), logit-diff (target minus the largest other logit).
     #[arg(long, default_value = "logit", value_parser = parse_score)]
     score: Score,
@@ -254,7 +263,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         .layer
         .clone()
         .unwrap_or_else(|| default_layer(a.arch).to_string());
-    let has_cam = methods.iter().any(|m| matches!(m, Method::Cam { .. }));
+    let has_cam = methods.iter().any(Method::is_cam);
     if let Some(layer) = &a.layer {
         let names = model.layer_names();
         if !names.contains(layer) {
@@ -317,6 +326,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
 
     let mut per_image: Vec<Value> = Vec::with_capacity(items.len());
     let mut batch_timings: Vec<Value> = Vec::new();
+    let mut conservation_rows: Vec<String> = Vec::new();
     let bar = crate::progress::bar(items.len() as u64, "explaining");
     for (bi, chunk) in items.chunks(a.batch).enumerate() {
         let t_batch = Instant::now();
@@ -383,7 +393,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                 .into_iter()
                 .zip(&ms)
                 .map(|(m, method)| {
-                    let is_cam = matches!(method, Method::Cam { .. });
+                    let is_cam = method.is_cam();
                     let m = if is_cam && !a.cam_raw {
                         scale_and_resize(m, h, w)
                     } else {
@@ -400,7 +410,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
             }));
             for ((dims, data), &mi) in maps.iter().zip(&g.methods) {
                 let method = &methods[mi];
-                let is_cam = matches!(method, Method::Cam { .. });
+                let is_cam = method.is_cam();
                 let [_, c, mh, mw] = *dims;
                 let plane = c * mh * mw;
                 chunk
@@ -466,6 +476,25 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                 "batch": bi,
             }));
         }
+        if a.conservation {
+            // One more LRP pass per LRP method, with probes at every conv/dense output.
+            for (m, id) in methods.iter().zip(&ids) {
+                let Method::Lrp { composite, .. } = m else {
+                    continue;
+                };
+                let (_, c) =
+                    lrp_with_conservation(&model, x.clone(), &targets, composite, a.init_relevance);
+                let input = ("input".to_string(), c.input.clone());
+                for (i, it) in chunk.iter().enumerate() {
+                    for (layer, sums) in c.layers.iter().chain(std::iter::once(&input)) {
+                        conservation_rows.push(format!(
+                            "{},{id},{layer},{},{}",
+                            it.stem, sums[i], c.output[i]
+                        ));
+                    }
+                }
+            }
+        }
         batch_timings.push(json!({
             "stems": chunk.iter().map(|it| it.stem.clone()).collect::<Vec<_>>(),
             "forward_seconds": forward_seconds,
@@ -490,7 +519,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                 "signed": m.is_signed(),
                 "method": m,
             });
-            if matches!(m, Method::Cam { .. }) {
+            if m.is_cam() {
                 e["layer"] = json!(cam_layer);
             }
             e
@@ -549,6 +578,16 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         },
     });
     write_json_atomic(&model_dir.join("explain.json"), &report)?;
+    if a.conservation {
+        // Relevance arriving at each conv/dense layer's output (forward order), then at the
+        // input, against the relevance put in at the logits.
+        let mut csv = String::from("stem,method,layer,relevance_sum,output_relevance\n");
+        for r in &conservation_rows {
+            csv.push_str(r);
+            csv.push('\n');
+        }
+        write_bytes_atomic(&model_dir.join("conservation.csv"), csv.as_bytes())?;
+    }
     println!(
         "{} images × {} methods ({}); wrote {}",
         items.len(),
@@ -656,6 +695,9 @@ fn method_params(a: &ExplainArgs, bounds: (Vec<f64>, Vec<f64>)) -> Result<Method
     if a.samples == Some(0) {
         bail!("--samples must be at least 1");
     }
+    if a.score_cam_batch == Some(0) {
+        bail!("--score-cam-batch must be at least 1");
+    }
     Ok(MethodParams {
         epsilon: a.epsilon,
         gamma: a.gamma,
@@ -665,12 +707,13 @@ fn method_params(a: &ExplainArgs, bounds: (Vec<f64>, Vec<f64>)) -> Result<Method
         sigma: a.sigma,
         seed: a.seed,
         layer: a.layer.clone(),
+        score_cam_batch: a.score_cam_batch,
         bounds: Some(bounds),
     })
 }
 
-/// The methods named (`all` = every name) and the custom composites, without
-/// duplicate ids (the first wins).
+/// The methods named (`all` = every name but the opt-in ones) and the custom composites,
+/// without duplicate ids (the first wins).
 fn parse_methods(
     names: &[String],
     composites: &[String],
@@ -692,7 +735,12 @@ fn parse_methods(
     };
     for name in names.iter().map(|n| n.trim()) {
         if name == "all" {
-            for n in METHOD_NAMES {
+            // Opt-in methods (score-cam: one forward pass per channel of the target layer,
+            // 512 to 2048 per image) only run when named.
+            for n in METHOD_NAMES
+                .into_iter()
+                .filter(|n| !OPT_IN_METHODS.contains(n))
+            {
                 push(Method::parse(n, params).map_err(|e| anyhow!(e))?);
             }
         } else {
@@ -822,6 +870,20 @@ mod tests {
         assert_eq!(parse_target("true"), Ok(Target::True));
         assert_eq!(parse_target("3"), Ok(Target::Index(3)));
         assert!(parse_target("blast").is_err());
+    }
+
+    #[test]
+    fn all_leaves_out_the_opt_in_methods() {
+        let bounds = (vec![-2.0; 3], vec![2.0; 3]);
+        let p = MethodParams {
+            bounds: Some(bounds.clone()),
+            ..Default::default()
+        };
+        let all = parse_methods(&["all".into()], &[], &p, &bounds).unwrap();
+        assert_eq!(all.len(), METHOD_NAMES.len() - OPT_IN_METHODS.len());
+        assert!(!all.iter().any(|m| OPT_IN_METHODS.contains(&m.name())));
+        let named = parse_methods(&["all".into(), "score-cam".into()], &[], &p, &bounds).unwrap();
+        assert_eq!(named.last().map(Method::name), Some("score-cam"));
     }
 
     #[test]

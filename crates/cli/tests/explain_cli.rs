@@ -355,4 +355,77 @@ fn parameters_change_the_file_id() {
     let j = read_json(&out.join("r18/explain.json"));
     assert_eq!(j["score"], "softmax");
     assert_eq!(j["init_relevance"], "score");
+    // --conservation: relevance sums per layer; the head receives exactly the start.
+    run(&["--conservation"]);
+    let csv = std::fs::read_to_string(out.join("r18/conservation.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("stem,method,layer,relevance_sum,output_relevance")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 22, "20 convs, fc and the input of ResNet18");
+    let fc = rows.iter().find(|r| r[2] == "fc").expect("fc row");
+    assert_eq!(
+        (fc[0], fc[1], fc[3], fc[4]),
+        ("x_0", "lrp-epsilon", "1", "1")
+    );
+    assert_eq!(rows.last().unwrap()[2], "input");
+}
+
+#[test]
+fn score_cam_writes_a_scaled_map_at_input_size() {
+    // One 64×64 image: ResNet18's layer4 is 512 × 2×2, so 512 masked forward passes.
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let shape = [1usize, 3, 64, 64];
+    let x = input_value(&shape);
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &x).unwrap();
+    let out = tmp.path().join("maps");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "score-cam",
+            "--score-cam-batch",
+            "64",
+            "--no-png",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let got = check_map(&out.join("r18/x_0/score-cam.npy"), &[64, 64]);
+    let j = read_json(&out.join("r18/explain.json"));
+    assert_eq!(j["methods"][0]["id"], "score-cam");
+    assert_eq!(j["methods"][0]["method"]["family"], "score-cam");
+    assert_eq!(j["methods"][0]["layer"], "layer4");
+    assert!(j["methods"][0]["signed"] == false);
+
+    // The library's map, scaled and resized as the other CAMs.
+    let model = Classifier::from_file(
+        &ModelConfig::new(Arch::ResNet18, 2),
+        &w,
+        &Default::default(),
+    )
+    .unwrap()
+    .valid();
+    let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &Default::default());
+    let targets = leukex_explain::predicted(&model.forward(xt.clone()));
+    let cam = leukex_explain::score_cam(&model, xt, &targets, "layer4", 32).unwrap();
+    assert_eq!(cam.dims(), [1, 1, 2, 2]);
+    let want = scale_and_resize(cam, 64, 64)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+    assert!(err <= 1e-5, "max error {err}");
+    let max = got.iter().fold(0f32, |a, &b| a.max(b));
+    assert!((max - 1.0).abs() < 1e-5 && got.iter().all(|&v| v >= 0.0));
 }

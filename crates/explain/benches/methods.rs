@@ -5,6 +5,11 @@
 //! Zennit EpsilonPlusFlat 1.41 s, ResNet50 Grad-CAM 1.37 s.
 //!
 //! `LEUKEX_BENCH_METHODS=grad-cam,lrp-epsilon-plus-flat` restricts the methods.
+//! `score-cam` is opt-in (only when named there): one forward pass per channel of `layer4`
+//! per image (8 × 512 at 224×224) takes minutes, so it is timed by one run, not by
+//! criterion's ten samples.
+
+use std::time::Instant;
 
 use burn::prelude::*;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,6 +41,7 @@ fn bench(c: &mut Criterion) {
         .ok()
         .map(|s| s.split(',').map(String::from).collect());
     let wanted = |m: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == m));
+    let named = |m: &str| only.as_ref().is_some_and(|o| o.iter().any(|x| x == m));
     let shape = [BATCH, 3, SIDE, SIDE];
     let x = Tensor::<4>::from_data(
         TensorData::new(input_value(&shape), shape),
@@ -76,6 +82,17 @@ fn bench(c: &mut Criterion) {
         group.bench_function("paper-four", |b| b.iter(|| run(&m18, &x, &targets, &four)));
     }
     group.finish();
+    if named("score-cam") {
+        // Opt-in and timed once (see the module docs); default batch of masked inputs.
+        let method = [Method::parse("score-cam", &params).unwrap()];
+        let t = Instant::now();
+        let checksum = run(&m18, &x, &targets, &method);
+        println!(
+            "resnet18_b8_224/score-cam (one run, batch {} masked inputs): {:.2} s (checksum {checksum})",
+            leukex_explain::DEFAULT_SCORE_CAM_BATCH,
+            t.elapsed().as_secs_f64()
+        );
+    }
     if wanted("resnet50-grad-cam") {
         let mut group = c.benchmark_group("resnet50_b8_224");
         group.sample_size(10);

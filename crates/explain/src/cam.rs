@@ -1,5 +1,5 @@
 //! The CAM family (pytorch-grad-cam's definitions): Grad-CAM, Grad-CAM++, HiResCAM,
-//! XGradCAM and LayerCAM.
+//! XGradCAM and LayerCAM (Score-CAM, gradient-free, is in [`crate::score_cam`]).
 //!
 //! One forward pass with a zero "probe" tensor added to the target layer's output, one
 //! backward pass from the target logit: the probe's gradient is d score / d A, and only
@@ -123,19 +123,7 @@ pub fn layer_gradients_for(
         }
     });
     let Some((activations, probe)) = captured else {
-        let names = model.layer_names();
-        let hint = names
-            .iter()
-            .rev()
-            .take(8)
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(CamError::UnknownLayer {
-            layer: layer.to_string(),
-            hint,
-        });
+        return Err(unknown_layer(model, layer));
     };
     let grads = score.objective(logits.clone(), targets).backward();
     let gradients = probe
@@ -146,6 +134,16 @@ pub fn layer_gradients_for(
         gradients,
         logits: logits.inner(),
     })
+}
+
+/// The error for a layer name `model` does not have, listing its last named outputs.
+pub(crate) fn unknown_layer(model: &Classifier, layer: &str) -> CamError {
+    let names = model.layer_names();
+    let hint = names[names.len().saturating_sub(8)..].join(", ");
+    CamError::UnknownLayer {
+        layer: layer.to_string(),
+        hint,
+    }
 }
 
 /// pytorch-grad-cam's default target layer per architecture (see the explanation issue):

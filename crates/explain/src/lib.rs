@@ -6,7 +6,8 @@
 //!   whose backward pass is the rule (no second model definition, no per-architecture
 //!   code).
 //! * [`gradient`]: Gradient, Input×Gradient, Integrated Gradients, SmoothGrad.
-//! * [`cam`]: Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM.
+//! * [`cam`]: Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM; [`score_cam`]: Score-CAM
+//!   (one forward pass per channel of the target layer, opt-in).
 //!
 //! Maps are `[N, C, H, W]` (input resolution, per channel) for the gradient and LRP
 //! families and `[N, 1, h, w]` (layer resolution, before pytorch-grad-cam's scaling) for
@@ -21,11 +22,13 @@ pub mod method;
 pub mod resize;
 pub mod rules;
 pub mod run;
+pub mod score_cam;
 pub mod target;
 
 pub use cam::{CamKind, default_layer, scale_and_resize};
 pub use composite::Composite;
-pub use method::{METHOD_NAMES, Method, MethodParams};
+pub use method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
 pub use rules::Rule;
 pub use run::{ExplainOptions, explain_batch, explain_batch_with};
+pub use score_cam::{DEFAULT_SCORE_CAM_BATCH, score_cam};
 pub use target::{InitRelevance, Score, Target, predicted};

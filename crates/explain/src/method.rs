@@ -6,6 +6,7 @@ use crate::cam::CamKind;
 use crate::composite::{Composite, DEFAULT_EPSILON, DEFAULT_GAMMA};
 use crate::gradient::IgRule;
 use crate::rules::Rule;
+use crate::score_cam::DEFAULT_SCORE_CAM_BATCH;
 
 /// Default number of Integrated Gradients steps (Captum's `n_steps`).
 pub const DEFAULT_IG_STEPS: usize = 50;
@@ -15,7 +16,7 @@ pub const DEFAULT_SMOOTHGRAD_SAMPLES: usize = 25;
 pub const DEFAULT_SMOOTHGRAD_SIGMA: f64 = 0.15 * 4.5;
 
 /// Every method name `leukex explain --method` accepts.
-pub const METHOD_NAMES: [&str; 21] = [
+pub const METHOD_NAMES: [&str; 22] = [
     "gradient",
     "input-x-gradient",
     "integrated-gradients",
@@ -25,6 +26,7 @@ pub const METHOD_NAMES: [&str; 21] = [
     "hires-cam",
     "xgrad-cam",
     "layer-cam",
+    "score-cam",
     "lrp-0",
     "lrp-epsilon",
     "lrp-zplus",
@@ -39,6 +41,10 @@ pub const METHOD_NAMES: [&str; 21] = [
     "lrp-preset-b",
 ];
 
+/// Methods only run when named: `--method all` leaves them out because of their cost
+/// (Score-CAM: one forward pass per channel of the target layer per image).
+pub const OPT_IN_METHODS: [&str; 1] = ["score-cam"];
+
 /// Optional parameters shared by the methods; `None` = the method's default.
 #[derive(Debug, Clone, Default)]
 pub struct MethodParams {
@@ -50,6 +56,8 @@ pub struct MethodParams {
     pub sigma: Option<f64>,
     pub seed: Option<u64>,
     pub layer: Option<String>,
+    /// Score-CAM: masked inputs per forward pass (default [`DEFAULT_SCORE_CAM_BATCH`]).
+    pub score_cam_batch: Option<usize>,
     /// Input bounds per channel (for zᴮ), from the model's preprocessing.
     pub bounds: Option<(Vec<f64>, Vec<f64>)>,
 }
@@ -73,6 +81,13 @@ pub enum Method {
         kind: CamKind,
         /// `None`: the architecture's default layer.
         layer: Option<String>,
+    },
+    /// Score-CAM ([`crate::score_cam`]): no gradients, one forward pass per channel.
+    ScoreCam {
+        /// `None`: the architecture's default layer.
+        layer: Option<String>,
+        /// Masked inputs per forward pass (speed and memory only, not the map: not in the id).
+        batch: usize,
     },
     Lrp {
         name: String,
@@ -100,6 +115,13 @@ impl Method {
                 samples: p.samples.unwrap_or(DEFAULT_SMOOTHGRAD_SAMPLES),
                 sigma: p.sigma.unwrap_or(DEFAULT_SMOOTHGRAD_SIGMA),
                 seed: p.seed.unwrap_or(0),
+            },
+            "score-cam" => Method::ScoreCam {
+                layer: p.layer.clone(),
+                batch: match p.score_cam_batch.unwrap_or(DEFAULT_SCORE_CAM_BATCH) {
+                    0 => return Err("the score-cam batch must be at least 1".to_string()),
+                    b => b,
+                },
             },
             "lrp-0" => lrp(Composite::uniform(Rule::Epsilon { epsilon: 0.0 })),
             "lrp-epsilon" => lrp(Composite::uniform(Rule::Epsilon { epsilon: eps })),
@@ -193,6 +215,9 @@ impl Method {
             }
             Method::Cam {
                 layer: Some(layer), ..
+            }
+            | Method::ScoreCam {
+                layer: Some(layer), ..
             } => push(format!("layer-{}", sanitize(layer))),
             _ => {}
         }
@@ -207,13 +232,20 @@ impl Method {
             Method::IntegratedGradients { .. } => "integrated-gradients",
             Method::SmoothGrad { .. } => "smoothgrad",
             Method::Cam { kind, .. } => kind.as_str(),
+            Method::ScoreCam { .. } => "score-cam",
             Method::Lrp { name, .. } => name,
         }
     }
 
+    /// Whether this is a CAM: a non-negative `[N, 1, h, w]` map at the target layer's
+    /// resolution, scaled and resized by [`crate::cam::scale_and_resize`].
+    pub fn is_cam(&self) -> bool {
+        matches!(self, Method::Cam { .. } | Method::ScoreCam { .. })
+    }
+
     /// Whether maps are signed (diverging colour map) or non-negative (CAMs).
     pub fn is_signed(&self) -> bool {
-        !matches!(self, Method::Cam { .. })
+        !self.is_cam()
     }
 }
 
@@ -255,5 +287,27 @@ mod tests {
         assert_eq!(Method::parse("lrp-zplus", &p).unwrap().id(&p), "lrp-zplus");
         assert!(Method::parse("lrp-epsilon-gamma-box", &MethodParams::default()).is_err());
         assert!(Method::parse("deep-dream", &p).is_err());
+        // Score-CAM: the layer is part of the id, the batch size is not.
+        let p = MethodParams {
+            layer: Some("layer4.1".into()),
+            score_cam_batch: Some(7),
+            ..Default::default()
+        };
+        let m = Method::parse("score-cam", &p).unwrap();
+        assert_eq!(
+            m,
+            Method::ScoreCam {
+                layer: Some("layer4.1".into()),
+                batch: 7
+            }
+        );
+        assert_eq!(m.id(&p), "score-cam_layer-layer4.1");
+        assert!(m.is_cam() && !m.is_signed());
+        let p = MethodParams {
+            score_cam_batch: Some(0),
+            ..Default::default()
+        };
+        assert!(Method::parse("score-cam", &p).is_err());
+        assert!(OPT_IN_METHODS.iter().all(|n| METHOD_NAMES.contains(n)));
     }
 }

@@ -1,6 +1,7 @@
 //! All requested methods for one batch, sharing what can be shared: the plain gradient
 //! pass serves Gradient and Input×Gradient; one pass per target layer serves every CAM
-//! on that layer; each LRP composite, Integrated Gradients and SmoothGrad run their own.
+//! on that layer; each LRP composite, Integrated Gradients, SmoothGrad and Score-CAM run
+//! their own.
 
 use std::collections::HashMap;
 
@@ -13,12 +14,14 @@ use crate::cam::{CamError, default_layer, layer_gradients_for};
 use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
 use crate::lrp::lrp_with_logits;
 use crate::method::Method;
+use crate::score_cam::score_cam_for;
 use crate::target::{InitRelevance, Score};
 
 /// Options shared by all methods of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExplainOptions {
-    /// What the gradient and CAM families differentiate.
+    /// What the gradient and CAM families differentiate (Score-CAM: what weights its
+    /// masked inputs).
     pub score: Score,
     /// Where LRP starts.
     pub init_relevance: InitRelevance,
@@ -73,6 +76,12 @@ pub fn explain_batch_with(
                 }
                 let (a, g) = layers[&layer].clone();
                 kind.cam(a, g)
+            }
+            Method::ScoreCam { layer, batch } => {
+                let layer = layer
+                    .clone()
+                    .unwrap_or_else(|| default_layer(model.arch()).to_string());
+                score_cam_for(model, x.clone(), targets, &layer, *batch, score)?
             }
             Method::Lrp { composite, .. } => {
                 lrp_with_logits(model, x.clone(), targets, composite, options.init_relevance).0

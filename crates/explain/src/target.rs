@@ -78,6 +78,28 @@ impl Score {
             .find(|v| v.as_str() == s)
     }
 
+    /// The score of one row of logits (one image) for class `target`, in float64.
+    pub fn of_row(self, row: &[f64], target: usize) -> f64 {
+        assert!(target < row.len(), "target class {target} out of range");
+        match self {
+            Score::Logit => row[target],
+            Score::Softmax => {
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+                (row[target] - max).exp() / sum
+            }
+            Score::LogitDiff => {
+                let others = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != target)
+                    .map(|(_, &v)| v)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                row[target] - others
+            }
+        }
+    }
+
     /// The scalar to differentiate: the score of each image's target, summed over the
     /// batch (images do not interact, so each image gets its own gradient).
     pub fn objective(self, logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
@@ -127,6 +149,27 @@ impl InitRelevance {
         match self {
             InitRelevance::OneHot => onehot,
             InitRelevance::Score => onehot * logits.clone().detach(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_scores_equal_the_objective() {
+        let row = [0.5f64, -1.25, 2.0, 1.5];
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(row.iter().map(|&v| v as f32).collect::<Vec<_>>(), [1, 4]),
+            &Device::default(),
+        );
+        for score in [Score::Logit, Score::Softmax, Score::LogitDiff] {
+            for t in [0, 2] {
+                let want = score.objective(logits.clone(), &[t]).into_scalar::<f32>() as f64;
+                let got = score.of_row(&row, t);
+                assert!((got - want).abs() < 1e-6, "{score:?} {t}: {got} vs {want}");
+            }
         }
     }
 }

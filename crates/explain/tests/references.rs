@@ -17,7 +17,8 @@
 //! the tolerances above, and with leukex in float32 at a float32-sized tolerance
 //! (gradients rel L2 ≤ 3e-2; LRP composites ≤ 5e-3; the pure ε/0 rules, whose 1e-6
 //! stabiliser is below float32 resolution, are checked in float64 only). CAMs are float32
-//! on both sides, as pytorch-grad-cam computes them.
+//! on both sides, as pytorch-grad-cam computes them. Score-CAM (`cam.score-cam`, one forward
+//! pass per channel) is stored for resnet18 and vgg19 only.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use leukex_explain::gradient::{IgRule, smoothgrad_with_noise};
 use leukex_explain::lrp::lrp;
 use leukex_explain::method::{Method, MethodParams};
 use leukex_explain::run::explain_batch;
+use leukex_explain::score_cam::{DEFAULT_SCORE_CAM_BATCH, score_cam};
 use leukex_explain::target::Score;
 use leukex_models::closed_form::{closed_form_state_dict, input_value};
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict};
@@ -328,7 +330,7 @@ fn gradient_family(
 fn cams(case: &Case, m: &Classifier, x: Tensor<4>) {
     // CAMs at layer resolution, and Grad-CAM after pytorch-grad-cam's scaling.
     let layer = leukex_explain::default_layer(case.arch);
-    let lg = layer_gradients(m, x, &TARGETS, layer).unwrap();
+    let lg = layer_gradients(m, x.clone(), &TARGETS, layer).unwrap();
     let mut cams = 0;
     for kind in CamKind::ALL {
         let key = format!("cam.{}", kind.as_str());
@@ -350,6 +352,25 @@ fn cams(case: &Case, m: &Classifier, x: Tensor<4>) {
         "{}: expected all five CAMs in the fixture",
         case.name
     );
+    // Score-CAM where the fixture has it (gradient-free: 512 masked forward passes per image).
+    match case.get("cam.score-cam") {
+        Some((_, want)) => {
+            let cam = score_cam(m, x, &TARGETS, layer, DEFAULT_SCORE_CAM_BATCH).unwrap();
+            check(
+                case.name,
+                "cam.score-cam",
+                &to_f64(cam),
+                &want,
+                1e-3,
+                0.9999,
+            );
+        }
+        None => assert!(
+            !matches!(case.arch, Arch::ResNet18 | Arch::Vgg19),
+            "{}: expected cam.score-cam in the fixture",
+            case.name
+        ),
+    }
 }
 
 /// LRP methods against Zennit (float64 references): leukex in float64 for every rule, and
