@@ -5,6 +5,7 @@
 mod data_cmd;
 mod evaluate_cmd;
 mod explain_cmd;
+mod fetch_cmd;
 mod model_cmd;
 mod progress;
 
@@ -32,7 +33,7 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// Measure heat maps against morphology masks: the paper's measure, corrected measures, localisation, statistics.
     Evaluate(evaluate_cmd::EvaluateArgs),
-    /// Check and convert model weights.
+    /// Check and convert model weights; fetch torchvision's ImageNet weights.
     #[command(subcommand)]
     Weights(model_cmd::WeightsCommand),
     /// Class predictions (or logits of preprocessed .npy input) of a model.

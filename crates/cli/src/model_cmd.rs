@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub enum WeightsCommand {
     /// Convert a PyTorch state dict (.safetensors, zip .pth, legacy .pth) to .safetensors, after checking that it fits the architecture.
     Import(ImportArgs),
+    /// Download torchvision's ImageNet weights of ARCH into the cache (resumable, SHA-256 checked) and print their path.
+    Fetch(crate::fetch_cmd::FetchArgs),
 }
 
 #[derive(Args)]
@@ -77,6 +79,7 @@ pub fn run_weights(cmd: WeightsCommand) -> Result<()> {
             );
             Ok(())
         }
+        WeightsCommand::Fetch(a) => crate::fetch_cmd::run(a),
     }
 }
 
