@@ -93,7 +93,7 @@ impl DatasetArgs {
         })
     }
 
-    fn open(&self) -> Result<Dataset> {
+    pub(crate) fn open(&self) -> Result<Dataset> {
         Dataset::open(&self.dir, &self.options()?)
             .with_context(|| format!("cannot open data set {}", self.dir.display()))
     }
@@ -177,8 +177,8 @@ fn summary(args: &DatasetArgs, json: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn split_cmd(data: &DatasetArgs, args: &SplitArgs, out: &Path) -> Result<()> {
-    let ds = data.open()?;
+/// The stratified split of `ds` (found at `dir`) with `cfg`.
+pub(crate) fn make_split(ds: &Dataset, dir: &Path, cfg: &SplitConfig) -> Result<Split> {
     let items: Vec<SplitItem> = ds
         .samples
         .iter()
@@ -188,12 +188,17 @@ fn split_cmd(data: &DatasetArgs, args: &SplitArgs, out: &Path) -> Result<()> {
             group: s.group.clone(),
         })
         .collect();
-    if args.group_split && items.iter().all(|i| i.group.is_none()) {
+    if cfg.group_split && items.iter().all(|i| i.group.is_none()) {
         bail!(
             "--group-split: {} has no groups (give a manifest.csv with a group column)",
-            data.dir.display()
+            dir.display()
         );
     }
+    Ok(Split::stratified(&items, &ds.classes, cfg)?)
+}
+
+fn split_cmd(data: &DatasetArgs, args: &SplitArgs, out: &Path) -> Result<()> {
+    let ds = data.open()?;
     let cfg = SplitConfig {
         seed: args.seed,
         test: match args.test_fraction {
@@ -203,7 +208,7 @@ fn split_cmd(data: &DatasetArgs, args: &SplitArgs, out: &Path) -> Result<()> {
         val_fraction: args.val_fraction,
         group_split: args.group_split,
     };
-    let split = Split::stratified(&items, &ds.classes, &cfg)?;
+    let split = make_split(&ds, &data.dir, &cfg)?;
     split.write_json(out)?;
     println!(
         "train {} / val {} / test {} images; wrote {}",

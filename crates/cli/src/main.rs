@@ -8,6 +8,7 @@ mod explain_cmd;
 mod fetch_cmd;
 mod model_cmd;
 mod progress;
+mod train_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Weights(model_cmd::WeightsCommand),
     /// Class predictions (or logits of preprocessed .npy input) of a model.
     Predict(model_cmd::PredictArgs),
+    /// Fine-tune a network on a data set's split: SGD/Adam equal to PyTorch's, schedules, early stopping, resumable; test metrics.
+    Train(train_cmd::TrainArgs),
     /// Heat maps of a model (gradient, CAM and LRP methods) for images or preprocessed .npy input, as OUT/<model-id>/<stem>/<method-id>.npy (+ PNG) and explain.json.
     Explain(explain_cmd::ExplainArgs),
 }
@@ -73,6 +76,7 @@ fn main() {
         Command::Weights(cmd) => model_cmd::run_weights(cmd),
         Command::Predict(args) => model_cmd::run_predict(args),
         Command::Explain(args) => explain_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

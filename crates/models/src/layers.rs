@@ -83,7 +83,7 @@ pub trait Ops {
     ) -> Tensor<4> {
         let y = self.output(name, conv.forward(x));
         match bn {
-            Some((bn_name, bn)) => self.output(bn_name, bn.forward(y)),
+            Some((bn_name, bn)) => self.output(bn_name, batch_norm(bn, y)),
             None => y,
         }
     }
@@ -125,6 +125,35 @@ pub trait Ops {
     fn cat(&mut self, xs: Vec<Tensor<4>>) -> Tensor<4> {
         Tensor::cat(xs, 1)
     }
+}
+
+/// BatchNorm as PyTorch computes it. In inference (and for a frozen layer) this is burn's
+/// `BatchNorm::forward`. In training it normalises with the batch statistics like burn, but
+/// updates `running_var` with the *unbiased* batch variance (`n / (n − 1)` times the
+/// biased one, `n` = values per channel), as `torch.nn.BatchNorm2d` does; burn updates it
+/// with the biased one, which would leave trained running variances (and so every
+/// evaluation after training) off from PyTorch's by up to `1/n`.
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(x);
+    }
+    let [n, _, h, w] = x.dims();
+    let count = (n * h * w) as f64;
+    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let unbiased = if count > 1.0 {
+        count / (count - 1.0)
+    } else {
+        1.0
+    };
+    let m = bn.momentum;
+    let dev = out.output.device();
+    let mean = bn.running_mean.value_sync().to_device(&dev);
+    let var = bn.running_var.value_sync().to_device(&dev);
+    bn.running_mean
+        .update((mean * (1.0 - m) + out.mean.detach() * m).detach());
+    bn.running_var
+        .update((var * (1.0 - m) + out.variance.detach() * (m * unbiased)).detach());
+    out.output
 }
 
 /// PyTorch's `AdaptiveAvgPool2d(size)`; `[1, 1]` (global average pooling) as a mean.
@@ -183,8 +212,10 @@ impl Tap<'_> {
     }
 }
 
-/// Visits every parameterised layer under its torchvision module path.
-pub(crate) trait LayerVisitor {
+/// Visits every parameterised layer under its torchvision module path (see
+/// [`Classifier::visit_layers`](crate::Classifier::visit_layers)): how weights are loaded,
+/// exported, initialised and updated by an optimiser, by name.
+pub trait LayerVisitor {
     fn conv(&mut self, name: &str, m: &mut Conv2d);
     fn bn(&mut self, name: &str, m: &mut BatchNorm);
     fn linear(&mut self, name: &str, m: &mut Linear);

@@ -50,6 +50,7 @@
 
 pub mod closed_form;
 mod efficientnet;
+mod export;
 mod googlenet;
 mod layers;
 pub mod predict;
@@ -73,8 +74,8 @@ pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
-use layers::{HookOps, LayerVisitor, Tap};
-pub use layers::{Ops, adaptive_avg_pool};
+use layers::{HookOps, Tap};
+pub use layers::{LayerVisitor, Ops, adaptive_avg_pool, batch_norm};
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
@@ -377,6 +378,18 @@ impl Classifier {
         *head = lin;
     }
 
+    /// Freezes everything but the classification head (for `--freeze-backbone`
+    /// fine-tuning): the backbone's parameters get no gradient, and its BatchNorm layers
+    /// use their running statistics and leave them unchanged (burn's `freeze`; PyTorch:
+    /// `requires_grad_(False)` plus `.eval()` on those BatchNorms), so the head learns
+    /// on the very features it will see at test time. Dropout layers are frozen (off) too.
+    pub fn freeze_backbone(self) -> Self {
+        let mut m = self.freeze();
+        let (_, head) = m.head_mut();
+        *head = head.clone().unfreeze();
+        m
+    }
+
     /// Casts every float parameter and buffer to `dtype` (e.g. `FloatDType::F64` for
     /// reference checks, `F16` for inference); inputs must then use the same dtype.
     pub fn cast_float(self, dtype: FloatDType) -> Self {
@@ -384,7 +397,16 @@ impl Classifier {
         impl ModuleMapper for CastFloat {
             fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
                 let dtype = self.0;
-                p.map(|t| t.cast(dtype))
+                // On an autodiff device the cast values must be leaves again (a cast node
+                // would tie every later pass to this one's graph); keep require-grad.
+                p.map(|t| {
+                    if t.is_autodiff() {
+                        let rg = t.is_require_grad();
+                        t.cast(dtype).detach().set_require_grad(rg)
+                    } else {
+                        t.cast(dtype)
+                    }
+                })
             }
         }
         self.map(&mut CastFloat(dtype))
@@ -409,7 +431,35 @@ impl Classifier {
         }
     }
 
-    fn visit_layers(&mut self, v: &mut dyn LayerVisitor) {
+    /// The current parameters and BatchNorm statistics as a torchvision `state_dict`
+    /// (torch layout; loads back with [`load_state_dict`](Self::load_state_dict) and into
+    /// torchvision with `strict=True`). Every `*.num_batches_tracked` is set to `batches`.
+    pub fn to_state_dict(&self, batches: u64) -> StateDict {
+        let mut ex = export::Exporter {
+            sd: StateDict::new(format!("{} (in memory)", self.arch())),
+            batches,
+        };
+        self.clone().visit_layers(&mut ex);
+        ex.sd
+    }
+
+    /// Re-initialises every parameter as torchvision does for training from scratch
+    /// (Kaiming-normal fan-out convolutions, BatchNorm 1/0, PyTorch's default linear init),
+    /// each key drawn from its own stream seeded by `seed` and the key's name: the same
+    /// seed gives the same weights whatever the visiting order.
+    pub fn init_from_scratch(&mut self, seed: u64) {
+        let mut init = export::ScratchInit {
+            sd: StateDict::new(format!("{} scratch init (seed {seed})", self.arch())),
+            seed,
+        };
+        self.visit_layers(&mut init);
+        let mut loader = Loader::new(&init.sd, true);
+        self.visit_layers(&mut loader);
+    }
+
+    /// Calls `v` with every parameterised layer (conv, BatchNorm, linear) under its
+    /// torchvision module path, in module order.
+    pub fn visit_layers(&mut self, v: &mut dyn LayerVisitor) {
         match self {
             Classifier::ResNet(m) => m.visit_params(v),
             Classifier::Vgg19(m) => m.visit_params(v),
