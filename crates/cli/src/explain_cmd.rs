@@ -8,9 +8,11 @@
 //! OUT/<model-id>/explain.json                     model, preprocessing, methods, per image
 //! ```
 //!
-//! `<model-id>` is the weights file's stem, `<method-id>` the method's name plus its
-//! non-default parameters ([`Method::id`]). Images are stems of their file names; the rows
-//! of an `.npy` input `X.npy` are `X_0`, `X_1`, … (always with the index, also for one row).
+//! `<model-id>` is the run folder's name with `--model RUN` (a `leukex train` run: model,
+//! classes and preprocessing from `RUN/model.json`), else the weights file's stem;
+//! `<method-id>` the method's name plus its non-default parameters ([`Method::id`]).
+//! Images are stems of their file names; the rows of an `.npy` input `X.npy` are `X_0`,
+//! `X_1`, … (always with the index, also for one row).
 //! The maps themselves come from `leukex-explain`; this module reads inputs, picks targets,
 //! resamples, renders and writes.
 
@@ -39,21 +41,16 @@ use leukex_explain::{InitRelevance, Score};
 use leukex_explain::{
     METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS, Target, default_layer, scale_and_resize,
 };
-use leukex_models::Arch;
 use leukex_models::predict::softmax;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::model_cmd::{default_preprocessing, has_ext, image_paths, load_model};
+use crate::model_cmd::{ModelArgs, ResolvedModel, has_ext, image_paths};
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// Architecture: resnet18, resnet50, vgg19, googlenet, efficientnet-lite0.
-    #[arg(long)]
-    arch: Arch,
-    /// Weights (.safetensors, zip .pth or legacy .pth with torchvision key names); its file stem names the output folder.
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b.
     #[arg(long = "method", value_delimiter = ',')]
     methods: Vec<String>,
@@ -63,7 +60,7 @@ pub struct ExplainArgs {
     /// One preprocessed float32 .npy of shape [N, 3, H, W] (used as it is; rows become <npy-stem>_<i>), or image files and/or folders of images (preprocessed for the model).
     #[arg(long, num_args = 1.., required = true)]
     input: Vec<PathBuf>,
-    /// Output folder; maps go to OUT/<model-id>/<stem>/<method-id>.npy.
+    /// Output folder; maps go to OUT/<model-id>/<stem>/<method-id>.npy (<model-id>: the run folder's name with --model, else the weights file's stem).
     #[arg(long)]
     out: PathBuf,
     /// Class explained: pred (the arg-max logit), true (the label Y of an ALL-IDB2 name ImNNN_Y) or a class index.
@@ -99,15 +96,9 @@ pub struct ExplainArgs {
     /// Score-CAM: masked inputs per forward pass (default 32; speed and memory only).
     #[arg(long)]
     score_cam_batch: Option<usize>,
-    /// Images: network input side in pixels (default 224).
+    /// Images: network input side in pixels (default: the run's size with --model, else 224).
     #[arg(long)]
     size: Option<u32>,
-    /// Number of classes (default: rows of the weights' classification head).
-    #[arg(long)]
-    num_classes: Option<usize>,
-    /// GoogLeNet only: torchvision's transform_input (on for torchvision's ImageNet weights).
-    #[arg(long)]
-    transform_input: bool,
     /// Keep the colour channels: gradient and LRP maps as [3, H, W] instead of summed to [H, W] (CAMs stay [H, W]).
     #[arg(long)]
     keep_channels: bool,
@@ -208,15 +199,8 @@ pub fn run(a: ExplainArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if a.transform_input && a.arch != Arch::GoogLeNet {
-        bail!("--transform-input applies to googlenet only");
-    }
-    let model_id = a
-        .weights
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .with_context(|| format!("{}: no file name to name the model", a.weights.display()))?;
+    let resolved = a.model.resolve()?;
+    let arch = resolved.arch;
 
     // Inputs (cheap checks first: shapes, names, image headers).
     let npy_input = a.input.len() == 1 && has_ext(&a.input[0], "npy");
@@ -227,11 +211,11 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         if a.size.is_some() {
             bail!("--size applies to image inputs only (a .npy is used at its own size)");
         }
-        read_npy_input(&a.input[0], a.arch)?
+        read_npy_input(&a.input[0], &resolved)?
     } else {
         let paths = image_paths(&a.input)?;
         let items = image_items(&paths)?;
-        let prep = default_preprocessing(a.arch, a.size.unwrap_or(224));
+        let prep = resolved.image_preprocessing(a.size);
         (Source::Images, items, prep)
     };
 
@@ -257,12 +241,12 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         .collect();
 
     // Model.
-    let model = load_model(a.arch, &a.weights, a.num_classes, a.transform_input)?.valid();
+    let model = resolved.load()?.valid();
     let k = model.num_classes();
     let cam_layer = a
         .layer
         .clone()
-        .unwrap_or_else(|| default_layer(a.arch).to_string());
+        .unwrap_or_else(|| default_layer(arch).to_string());
     let has_cam = methods.iter().any(Method::is_cam);
     if let Some(layer) = &a.layer {
         let names = model.layer_names();
@@ -274,8 +258,8 @@ pub fn run(a: ExplainArgs) -> Result<()> {
             };
             bail!(
                 "--layer: {e} (the default for {} is {})",
-                a.arch,
-                default_layer(a.arch)
+                arch,
+                default_layer(arch)
             );
         }
         if !has_cam {
@@ -313,7 +297,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
     }
 
     let groups = group_methods(&methods, &cam_layer);
-    let model_dir = a.out.join(&model_id);
+    let model_dir = a.out.join(&resolved.id);
     let palettes = Palettes {
         seismic: Colormap::seismic(),
         jet: Colormap::matlab_jet(),
@@ -531,7 +515,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                 "applied": false,
                 "size": [h, w],
                 "normalization": prep.normalization,
-                "note": "the .npy is taken as network input; this normalisation (the architecture's) is assumed for the zB bounds and the overlays",
+                "note": "the .npy is taken as network input; this normalisation (the run's with --model, else the architecture's) is assumed for the zB bounds and the overlays",
             }),
             "the .npy input's [H, W]",
         ),
@@ -547,11 +531,13 @@ pub fn run(a: ExplainArgs) -> Result<()> {
     let report = json!({
         "leukex_version": env!("CARGO_PKG_VERSION"),
         "model": {
-            "id": model_id,
-            "arch": a.arch,
-            "weights": a.weights,
+            "id": resolved.id,
+            "arch": arch,
+            "weights": resolved.weights,
             "num_classes": k,
-            "transform_input": a.transform_input,
+            "transform_input": resolved.transform_input,
+            "card": resolved.run.as_ref().map(|r| &r.path),
+            "classes": resolved.classes(),
         },
         "preprocessing": preprocessing,
         "input_bounds": {"low": bounds.0, "high": bounds.1},
@@ -599,7 +585,10 @@ pub fn run(a: ExplainArgs) -> Result<()> {
 }
 
 /// The `.npy` input: `[N, 3, H, W]` float values, rows named `<stem>_<i>`.
-fn read_npy_input(path: &Path, arch: Arch) -> Result<(Source, Vec<Item>, Preprocessing)> {
+fn read_npy_input(
+    path: &Path,
+    model: &ResolvedModel,
+) -> Result<(Source, Vec<Item>, Preprocessing)> {
     let x = npy::read_f32(path)?;
     let shape: [usize; 4] = match x.shape.as_slice() {
         &[n, 3, h, w] if n > 0 && h > 0 && w > 0 => [n, 3, h, w],
@@ -621,8 +610,9 @@ fn read_npy_input(path: &Path, arch: Arch) -> Result<(Source, Vec<Item>, Preproc
             size: [shape[2], shape[3]],
         })
         .collect();
-    // The architecture's normalisation, at the array's size (bounds and overlays only).
-    let mut prep = default_preprocessing(arch, shape[2] as u32);
+    // The run's (with --model) or the architecture's normalisation, at the array's size
+    // (bounds and overlays only).
+    let mut prep = model.image_preprocessing(Some(shape[2] as u32));
     prep.size = [shape[2] as u32, shape[3] as u32];
     let source = Source::Npy {
         path: path.to_path_buf(),

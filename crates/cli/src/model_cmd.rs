@@ -8,6 +8,7 @@ use leukex_data::image_io::{is_image_path, read_rgb};
 use leukex_data::npy;
 use leukex_data::preprocess::Preprocessing;
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict, import_weights, predict};
+use leukex_train::ModelCard;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -34,35 +35,177 @@ pub struct ImportArgs {
     num_classes: Option<usize>,
 }
 
+/// The model `predict` and `explain` run: a run folder of `leukex train`, or an
+/// architecture and a weights file (flattened into both commands' arguments).
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A run folder of `leukex train` (or its model.json), instead of --arch/--weights: architecture, weights, classes and image preprocessing (size, normalisation) come from the card.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["arch", "weights", "num_classes", "transform_input"])]
+    model: Option<PathBuf>,
+    /// Architecture: resnet18, resnet50, vgg19, googlenet, efficientnet-lite0.
+    #[arg(long, required_unless_present = "model")]
+    arch: Option<Arch>,
+    /// Weights (.safetensors, zip .pth or legacy .pth with torchvision key names).
+    #[arg(long, required_unless_present = "model")]
+    weights: Option<PathBuf>,
+    /// Number of classes (default: rows of the weights' classification head).
+    #[arg(long)]
+    num_classes: Option<usize>,
+    /// GoogLeNet only: torchvision's transform_input (on for torchvision's ImageNet weights).
+    #[arg(long)]
+    transform_input: bool,
+}
+
+/// A run's model card and where it was read from.
+pub struct RunCard {
+    /// The `model.json` file.
+    pub path: PathBuf,
+    pub card: ModelCard,
+}
+
+/// [`ModelArgs`] resolved: what to load and how to feed it.
+pub struct ResolvedModel {
+    pub arch: Arch,
+    pub weights: PathBuf,
+    /// `None`: the rows of the weights' classification head.
+    pub num_classes: Option<usize>,
+    pub transform_input: bool,
+    /// Names the model's output folder of `explain`: the run folder's name with
+    /// `--model`, else the weights file's stem.
+    pub id: String,
+    /// With `--model`: the card (classes, preprocessing).
+    pub run: Option<RunCard>,
+}
+
+impl ModelArgs {
+    pub fn resolve(&self) -> Result<ResolvedModel> {
+        let Some(model) = &self.model else {
+            // clap requires both when --model is absent.
+            let arch = self.arch.context("--arch is required without --model")?;
+            let weights = self
+                .weights
+                .clone()
+                .context("--weights is required without --model")?;
+            if self.transform_input && arch != Arch::GoogLeNet {
+                bail!("--transform-input applies to googlenet only");
+            }
+            let id = weights
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .with_context(|| {
+                    format!("{}: no file name to name the model", weights.display())
+                })?;
+            return Ok(ResolvedModel {
+                arch,
+                weights,
+                num_classes: self.num_classes,
+                transform_input: self.transform_input,
+                id,
+                run: None,
+            });
+        };
+        let (card, weights) = ModelCard::read(model)?;
+        let path = if model.is_dir() {
+            model.join("model.json")
+        } else {
+            model.clone()
+        };
+        let k = card.model.num_classes;
+        if card.classes.len() != k {
+            bail!(
+                "{}: {} class names for a model with {k} classes",
+                path.display(),
+                card.classes.len()
+            );
+        }
+        if !weights.is_file() {
+            bail!(
+                "{}: the card's weights file {} does not exist",
+                path.display(),
+                weights.display()
+            );
+        }
+        // The run folder's name: `runs/resnet18` and `runs/resnet18/model.json` are both
+        // `resnet18`.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let id = dir
+            .file_name()
+            .map(|s| s.to_os_string())
+            .or_else(|| {
+                dir.canonicalize()
+                    .ok()?
+                    .file_name()
+                    .map(|s| s.to_os_string())
+            })
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("{}: no folder name to name the model", path.display()))?;
+        Ok(ResolvedModel {
+            arch: card.model.arch,
+            weights,
+            num_classes: Some(k),
+            transform_input: card.model.transform_input,
+            id,
+            run: Some(RunCard { path, card }),
+        })
+    }
+}
+
+impl ResolvedModel {
+    /// The model, in training mode (as [`load_model`]).
+    pub fn load(&self) -> Result<Classifier> {
+        load_model(
+            self.arch,
+            &self.weights,
+            self.num_classes,
+            self.transform_input,
+        )
+    }
+
+    /// How images become network input: the run's preprocessing with `--model` (its
+    /// normalisation at `size` when given), else the architecture's at `size` (default 224).
+    pub fn image_preprocessing(&self, size: Option<u32>) -> Preprocessing {
+        match &self.run {
+            Some(run) => {
+                let mut p = run.card.preprocessing.clone();
+                if let Some(s) = size {
+                    p.size = [s, s];
+                }
+                p
+            }
+            None => default_preprocessing(self.arch, size.unwrap_or(224)),
+        }
+    }
+
+    /// The card's class names (with `--model`).
+    pub fn classes(&self) -> Option<&[String]> {
+        self.run.as_ref().map(|r| r.card.classes.as_slice())
+    }
+}
+
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Architecture: resnet18, resnet50, vgg19, googlenet, efficientnet-lite0.
-    #[arg(long)]
-    arch: Arch,
-    /// Weights (.safetensors, zip .pth or legacy .pth with torchvision key names).
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// One preprocessed float32 .npy of shape [N, 3, H, W] (used as it is), or image files and/or folders of images (preprocessed for the model).
     #[arg(long, num_args = 1.., required = true)]
     input: Vec<PathBuf>,
-    /// .npy input: the logits .npy [N, C] (required). Images: the predictions CSV (default: standard output).
+    /// .npy input: the logits .npy [N, C] (required). Images: the predictions CSV (default: standard output), columns stem,predicted,score,prob_0,prob_1,… (class indices; with --model the card's class names: predicted=<name>, prob_<name>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Images: also write the logits [N, C] as .npy, rows in CSV order.
     #[arg(long)]
     logits: Option<PathBuf>,
-    /// Number of classes (default: rows of the weights' classification head).
-    #[arg(long)]
-    num_classes: Option<usize>,
-    /// Images: network input side in pixels (default 224).
+    /// Images: network input side in pixels (default: the run's size with --model, else 224).
     #[arg(long)]
     size: Option<u32>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// GoogLeNet only: torchvision's transform_input (on for torchvision's ImageNet weights).
-    #[arg(long)]
-    transform_input: bool,
 }
 
 pub fn run_weights(cmd: WeightsCommand) -> Result<()> {
@@ -116,14 +259,12 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if a.transform_input && a.arch != Arch::GoogLeNet {
-        bail!("--transform-input applies to googlenet only");
-    }
     let npy_input = a.input.len() == 1 && has_ext(&a.input[0], "npy");
     if !npy_input && a.input.iter().any(|p| has_ext(p, "npy")) {
         bail!("a .npy input must be the only --input");
     }
-    let model = load_model(a.arch, &a.weights, a.num_classes, a.transform_input)?;
+    let resolved = a.model.resolve()?;
+    let model = resolved.load()?;
     let k = model.num_classes();
 
     if npy_input {
@@ -150,7 +291,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     }
 
     let paths = image_paths(&a.input)?;
-    let prep = default_preprocessing(a.arch, a.size.unwrap_or(224));
+    let prep = resolved.image_preprocessing(a.size);
     let [h, w] = prep.size.map(|s| s as usize);
     let bar = crate::progress::bar(paths.len() as u64, "predicting");
     let mut logits = Vec::with_capacity(paths.len() * k);
@@ -169,7 +310,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let csv = predictions_csv(&paths, &logits, k);
+    let csv = predictions_csv(&paths, &logits, k, resolved.classes());
     match &a.out {
         Some(out) => {
             write_bytes_atomic(out, csv.as_bytes())?;
@@ -215,11 +356,23 @@ pub(crate) fn image_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// `stem,predicted,score,prob_0,…` with one row per image.
-fn predictions_csv(paths: &[PathBuf], logits: &[f32], k: usize) -> String {
+/// `stem,predicted,score,prob_0,…` with one row per image; with `classes` (a run's card)
+/// the class names instead of the indices: `predicted` holds the name, the columns are
+/// `prob_<name>`.
+fn predictions_csv(
+    paths: &[PathBuf],
+    logits: &[f32],
+    k: usize,
+    classes: Option<&[String]>,
+) -> String {
+    let name = |c: usize| match classes {
+        Some(names) => names[c].clone(),
+        None => c.to_string(),
+    };
     let mut s = String::from("stem,predicted,score");
     for c in 0..k {
-        s += &format!(",prob_{c}");
+        s += ",";
+        s += &csv_field(&format!("prob_{}", name(c)));
     }
     s.push('\n');
     for (p, pred) in paths.iter().zip(predict::predictions(logits, k)) {
@@ -228,7 +381,9 @@ fn predictions_csv(paths: &[PathBuf], logits: &[f32], k: usize) -> String {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         s += &csv_field(&stem);
-        s += &format!(",{},{}", pred.predicted, pred.score);
+        s += ",";
+        s += &csv_field(&name(pred.predicted));
+        s += &format!(",{}", pred.score);
         for v in &pred.probs {
             s += &format!(",{v}");
         }
