@@ -2,7 +2,9 @@
 //! arguments, draws progress bars and turns library errors into messages;
 //! the work itself lives in the library crates.
 
+mod bench_cmd;
 mod data_cmd;
+mod demo_cmd;
 mod evaluate_cmd;
 mod explain_cmd;
 mod fetch_cmd;
@@ -27,6 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole study on the built-in data: synthetic ALL-IDB2, a network trained from scratch, heat maps of its test images, their evaluation against morphology.
+    Demo(demo_cmd::DemoArgs),
     /// Generate the built-in synthetic ALL-IDB2: smear crops with exact morphology masks.
     Synth(SynthArgs),
     /// Inspect, split and augment a data set.
@@ -41,6 +45,8 @@ enum Command {
     Predict(model_cmd::PredictArgs),
     /// Fine-tune a network on a data set's split: SGD/Adam equal to PyTorch's, schedules, early stopping, resumable; test metrics.
     Train(train_cmd::TrainArgs),
+    /// Speed of every network: forward, forward+backward to the input, training steps (images/s).
+    Bench(bench_cmd::BenchArgs),
     /// Heat maps of a model (gradient, CAM and LRP methods) for images or preprocessed .npy input, as OUT/<model-id>/<stem>/<method-id>.npy (+ PNG) and explain.json.
     Explain(explain_cmd::ExplainArgs),
 }
@@ -68,8 +74,20 @@ struct SynthArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    if let Err(e) = dispatch(Cli::parse().command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs one command line (`leukex ...`); used by `leukex demo` to chain the stages.
+pub(crate) fn run_args(args: impl IntoIterator<Item = String>) -> Result<()> {
+    dispatch(Cli::try_parse_from(args)?.command)
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Demo(args) => demo_cmd::run(args),
         Command::Synth(args) => synth(args),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Evaluate(args) => evaluate_cmd::run(args),
@@ -77,10 +95,7 @@ fn main() {
         Command::Predict(args) => model_cmd::run_predict(args),
         Command::Explain(args) => explain_cmd::run(args),
         Command::Train(args) => train_cmd::run(args),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        Command::Bench(args) => bench_cmd::run(args),
     }
 }
 

@@ -7,11 +7,13 @@
 //! * [`data`]: the training side augmented in memory with the same plan as
 //!   `leukex data augment`, validation and test sides preprocessed as they are, seeded
 //!   epoch orders (optionally class-balanced).
+//! * [`bench`]: forward, forward + backward and training-step speed (`leukex bench`).
 //! * [`run`]: a whole run — initial weights (scratch, a file, ImageNet), epochs with
 //!   validation-based early stopping, atomic checkpoints after every epoch and `resume`,
 //!   the best model written as a torchvision `state_dict` with `model.json`, and test
 //!   metrics ([`metrics`]) in `metrics.json`.
 
+pub mod bench;
 pub mod data;
 pub mod metrics;
 pub mod optim;
