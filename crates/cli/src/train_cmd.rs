@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use leukex_data::split::{Split, SplitConfig, TestSize};
 use leukex_models::{Arch, StateDict};
-use leukex_train::{Event, Init, OptimizerKind, Schedule, TrainConfig};
+use leukex_train::{BnStatistics, Event, Init, OptimizerKind, Schedule, TrainConfig};
 
 use crate::data_cmd::{DatasetArgs, make_split};
 
@@ -87,6 +87,10 @@ pub struct TrainArgs {
     /// GoogLeNet's transform_input (default: on with --weights imagenet, off otherwise).
     #[arg(long)]
     transform_input: Option<bool>,
+    /// BatchNorm statistics for inference: population (recomputed over the training data
+    /// after every epoch, MATLAB's default) or moving (PyTorch's running averages).
+    #[arg(long, default_value = "population", value_parser = ["population", "moving"])]
+    bn_statistics: String,
     /// Class counted as positive in sensitivity, precision, F1, ROC-AUC (name or index;
     /// default: a class named all/blast/blasts, else index 1).
     #[arg(long)]
@@ -154,6 +158,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         cfg.batch_size = v;
     }
     cfg.patience = a.patience;
+    cfg.bn_statistics = if a.bn_statistics == "moving" {
+        BnStatistics::Moving
+    } else {
+        BnStatistics::Population
+    };
     cfg.freeze_backbone = a.freeze_backbone;
     cfg.balanced_batches = a.balanced;
     if let Some(v) = a.augment_per_class {

@@ -8,12 +8,14 @@
 //!   `leukex data augment`, validation and test sides preprocessed as they are, seeded
 //!   epoch orders (optionally class-balanced).
 //! * [`bench`]: forward, forward + backward and training-step speed (`leukex bench`).
+//! * [`bn_stats`]: BatchNorm population statistics after training (MATLAB's default).
 //! * [`run`]: a whole run — initial weights (scratch, a file, ImageNet), epochs with
 //!   validation-based early stopping, atomic checkpoints after every epoch and `resume`,
 //!   the best model written as a torchvision `state_dict` with `model.json`, and test
 //!   metrics ([`metrics`]) in `metrics.json`.
 
 pub mod bench;
+pub mod bn_stats;
 pub mod data;
 pub mod metrics;
 pub mod optim;
@@ -26,8 +28,8 @@ pub use data::Images;
 pub use metrics::Metrics;
 pub use optim::{Optimizer, OptimizerKind};
 pub use run::{
-    EpochRecord, Event, Init, ModelCard, RunOutcome, TrainConfig, evaluate, preprocessing_for,
-    train, train_step,
+    BnStatistics, EpochRecord, Event, Init, ModelCard, RunOutcome, TrainConfig, evaluate,
+    preprocessing_for, train, train_step,
 };
 pub use schedule::Schedule;
 

@@ -13,6 +13,10 @@
 //! RUN/checkpoint/           state after the last finished epoch (resume)
 //! ```
 //!
+//! After every epoch the trained BatchNorms get the population statistics of the training
+//! data ([`BnStatistics::Population`], MATLAB's default; `Moving` keeps PyTorch's moving
+//! averages) before the validation pass.
+//!
 //! Every file is written to a temporary name and renamed, so a killed run leaves either
 //! the previous or the new version; `resume` continues after the last finished epoch
 //! and, because epoch orders and dropout are seeded per epoch, ends with the numbers an
@@ -32,6 +36,7 @@ use leukex_models::{Arch, Classifier, ModelConfig, StateDict};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::bn_stats::population_statistics;
 use crate::data::{Images, epoch_order, load_augmented, load_images};
 use crate::metrics::{Metrics, argmax};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -63,6 +68,21 @@ pub struct TrainConfig {
     pub seed: u64,
     /// GoogLeNet's torchvision `transform_input` (on for its ImageNet weights).
     pub transform_input: bool,
+    /// How the BatchNorm statistics used at inference are obtained (see [`BnStatistics`]).
+    #[serde(default)]
+    pub bn_statistics: BnStatistics,
+}
+
+/// The running statistics a trained BatchNorm uses at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BnStatistics {
+    /// Recomputed over the training data after every epoch (MATLAB `trainNetwork`'s
+    /// default `"population"`; see [`crate::bn_stats`]).
+    #[default]
+    Population,
+    /// PyTorch's moving averages (`momentum`), as they stand after the last step.
+    Moving,
 }
 
 impl TrainConfig {
@@ -86,6 +106,7 @@ impl TrainConfig {
             augment_per_class: 1000,
             seed: 0,
             transform_input: false,
+            bn_statistics: BnStatistics::Population,
         }
     }
 }
@@ -497,6 +518,9 @@ pub fn train(
             });
         }
         let secs_train = t0.elapsed().as_secs_f64();
+        if cfg.bn_statistics == BnStatistics::Population {
+            population_statistics(&mut model, &train_set, cfg.batch_size);
+        }
         let valid = model.valid();
         let (val_loss, val_accuracy) = if val_set.is_empty() {
             (None, None)
