@@ -51,7 +51,7 @@ use crate::model_cmd::{ModelArgs, ResolvedModel, has_ext, image_paths};
 pub struct ExplainArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b.
+    /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b, deep-taylor (z+ without bias on every conv and dense layer: the rule of iNNvestigate's deep_taylor), deep-taylor-bounded (the same with zB and the input bounds on the first conv: deep_taylor.bounded).
     #[arg(long = "method", value_delimiter = ',')]
     methods: Vec<String>,
     /// A custom LRP composite (repeatable), e.g. first=flat,conv=alpha2-beta1,dense=epsilon:0.1 (targets conv, dense, first, name:<layer>); its id is lrp-custom_<spec>.
@@ -108,7 +108,7 @@ pub struct ExplainArgs {
     /// Write only the .npy maps and explain.json, no PNG renderings.
     #[arg(long)]
     no_png: bool,
-    /// LRP methods: write conservation.csv (relevance sum at every conv/dense layer's output and at the input, per image, against the relevance put in at the logits); costs one more pass per LRP method.
+    /// LRP methods (Deep Taylor too): write conservation.csv (relevance sum at every conv/dense layer's output and at the input, per image, against the relevance put in at the logits); costs one more pass per LRP method.
     #[arg(long)]
     conservation: bool,
     /// What the gradient and CAM families differentiate: logit (Captum, pytorch-grad-cam), softmax (MATLAB gradCAM), logit-diff (target minus the largest other logit).
@@ -874,6 +874,41 @@ mod tests {
         assert!(!all.iter().any(|m| OPT_IN_METHODS.contains(&m.name())));
         let named = parse_methods(&["all".into(), "score-cam".into()], &[], &p, &bounds).unwrap();
         assert_eq!(named.last().map(Method::name), Some("score-cam"));
+    }
+
+    #[test]
+    fn bounded_methods_get_the_preprocessing_bounds() {
+        // deep-taylor-bounded, like lrp-epsilon-gamma-box, takes zB's bounds from the
+        // preprocessing (pixel values 0 and 255).
+        let norm = Normalization::ImageNet;
+        let bounds = input_bounds(&norm);
+        let p = MethodParams {
+            bounds: Some(bounds.clone()),
+            ..Default::default()
+        };
+        let names: Vec<String> = [
+            "deep-taylor-bounded",
+            "lrp-epsilon-gamma-box",
+            "deep-taylor",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ms = parse_methods(&names, &[], &p, &bounds).unwrap();
+        let zbox = leukex_explain::Rule::ZBox {
+            low: bounds.0.clone(),
+            high: bounds.1.clone(),
+        };
+        for m in &ms[..2] {
+            let Method::Lrp { composite, .. } = m else {
+                panic!("{} is not an LRP method", m.name())
+            };
+            assert_eq!(composite.first.as_ref(), Some(&zbox), "{}", m.name());
+        }
+        assert!(ms.iter().all(Method::is_signed));
+        let all = parse_methods(&["all".into()], &[], &p, &bounds).unwrap();
+        for name in ["deep-taylor", "deep-taylor-bounded"] {
+            assert!(all.iter().any(|m| m.name() == name), "{name} in all");
+        }
     }
 
     #[test]

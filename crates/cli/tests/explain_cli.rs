@@ -429,3 +429,94 @@ fn score_cam_writes_a_scaled_map_at_input_size() {
     let max = got.iter().fold(0f32, |a, &b| a.max(b));
     assert!((max - 1.0).abs() < 1e-5 && got.iter().all(|&v| v >= 0.0));
 }
+
+#[test]
+fn deep_taylor_gets_the_input_bounds_and_the_lrp_rendering() {
+    // deep-taylor-bounded takes zᴮ's bounds from the preprocessing, as lrp-epsilon-gamma-box
+    // does; both Deep Taylor maps are signed LRP maps (seismic, limits ±max|v|).
+    use leukex_evaluate::Colormap;
+    use leukex_evaluate::colormap::innvestigate_indices;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let shape = [1usize, 3, 32, 32];
+    let x = input_value(&shape);
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &x).unwrap();
+    let out = tmp.path().join("maps");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "deep-taylor,deep-taylor-bounded",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let j = read_json(&out.join("r18/explain.json"));
+    let bounds = &j["input_bounds"];
+    let entries = j["methods"].as_array().unwrap();
+    let ids: Vec<&str> = entries.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["deep-taylor", "deep-taylor-bounded"]);
+    for e in entries {
+        assert!(e["signed"] == true && e["method"]["family"] == "lrp", "{e}");
+        assert_eq!(e["method"]["composite"]["conv"]["rule"], "z-plus-no-bias");
+        assert_eq!(e["method"]["composite"]["dense"]["rule"], "z-plus-no-bias");
+    }
+    assert!(entries[0]["method"]["composite"]["first"].is_null());
+    let first = &entries[1]["method"]["composite"]["first"];
+    assert_eq!(first["rule"], "z-box");
+    assert_eq!(
+        (&first["low"], &first["high"]),
+        (&bounds["low"], &bounds["high"])
+    );
+
+    // The library's maps with those bounds, and their seismic rendering.
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_f64().unwrap())
+            .collect()
+    };
+    let p = MethodParams {
+        bounds: Some((floats(&bounds["low"]), floats(&bounds["high"]))),
+        ..Default::default()
+    };
+    let model = Classifier::from_file(
+        &ModelConfig::new(Arch::ResNet18, 2),
+        &w,
+        &Default::default(),
+    )
+    .unwrap()
+    .valid();
+    let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &Default::default());
+    let targets = leukex_explain::predicted(&model.forward(xt.clone()));
+    let ms: Vec<Method> = ids.iter().map(|n| Method::parse(n, &p).unwrap()).collect();
+    let want = explain_batch(&model, xt, &targets, &ms).unwrap();
+    let seismic = Colormap::seismic();
+    let mut maps = Vec::new();
+    for (id, m) in ids.iter().zip(want) {
+        let dir = out.join("r18/x_0");
+        let got = check_map(&dir.join(format!("{id}.npy")), &[32, 32]);
+        let v = m.sum_dim(1).into_data().try_into_vec::<f32>().unwrap();
+        let scale = v.iter().fold(0f32, |a, b| a.max(b.abs()));
+        let err = got
+            .iter()
+            .zip(&v)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        assert!(err <= 1e-4 * scale, "{id}: max error {err} of {scale}");
+        let png = image::open(dir.join(format!("{id}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(png.dimensions(), (32, 32));
+        for (px, i) in png.pixels().zip(innvestigate_indices(&got)) {
+            let c = seismic.rgb[i as usize].map(|c| (c * 255.0).round() as u8);
+            assert_eq!(px.0, c, "{id}: not the seismic rendering");
+        }
+        maps.push(got);
+    }
+    assert_ne!(maps[0], maps[1], "the bounds had no effect");
+}

@@ -89,6 +89,21 @@ impl Composite {
         }
     }
 
+    /// iNNvestigate's `DeepTaylor`: z⁺ without bias (`Alpha1Beta0IgnoreBias`) on every
+    /// convolution and dense layer.
+    pub fn deep_taylor() -> Self {
+        Self::uniform(Rule::ZPlusNoBias)
+    }
+
+    /// iNNvestigate's `BoundedDeepTaylor`: zᴮ with the input bounds on the first layer, z⁺
+    /// without bias everywhere else.
+    pub fn deep_taylor_bounded(low: Vec<f64>, high: Vec<f64>) -> Self {
+        Self {
+            first: Some(Rule::ZBox { low, high }),
+            ..Self::deep_taylor()
+        }
+    }
+
     /// iNNvestigate's `LRPSequentialPresetA` (convs α1β0, dense ε = 0.1) or `B` (convs
     /// α2β1); `flat` puts the flat rule on the first layer (`...Flat` variants).
     pub fn sequential_preset(alpha: f64, flat: bool) -> Self {
@@ -122,9 +137,10 @@ impl Composite {
 
     /// Parses a custom composite: comma-separated `target=rule` pairs, where target is
     /// `conv`, `dense`, `first` or `name:<layer>` and rule is `epsilon[:E]`, `zero`,
-    /// `gamma[:G]`, `zplus`, `alpha2-beta1`, `alpha1-beta0`, `alpha<A>-beta<B>`, `flat`,
-    /// `w-square` or `z-box` (bounds from `bounds`). Unnamed targets default to ε on dense
-    /// layers and z⁺ on convs. Example: `first=flat,conv=alpha2-beta1,dense=epsilon:0.1`.
+    /// `gamma[:G]`, `zplus`, `zplus-no-bias`, `alpha2-beta1`, `alpha1-beta0`,
+    /// `alpha<A>-beta<B>`, `flat`, `w-square` or `z-box` (bounds from `bounds`). Unnamed
+    /// targets default to ε on dense layers and z⁺ on convs. Example:
+    /// `first=flat,conv=alpha2-beta1,dense=epsilon:0.1`.
     pub fn parse(spec: &str, bounds: Option<(&[f64], &[f64])>) -> Result<Self, String> {
         let mut c = Self::epsilon_plus(DEFAULT_EPSILON);
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -171,6 +187,7 @@ pub fn parse_rule(s: &str, bounds: Option<(&[f64], &[f64])>) -> Result<Rule, Str
             gamma: num(DEFAULT_GAMMA)?,
         },
         "zplus" => Rule::ZPlus,
+        "zplus-no-bias" => Rule::ZPlusNoBias,
         "flat" => Rule::Flat,
         "w-square" => Rule::WSquare,
         "z-box" => {
@@ -219,6 +236,18 @@ mod tests {
             &Rule::Epsilon { epsilon: 0.0 }
         );
         assert_eq!(c.rule_for("conv1", LayerKind::Conv, true), &Rule::Flat);
+        let c = Composite::parse("conv=zplus-no-bias,dense=zplus-no-bias", None).unwrap();
+        assert_eq!(c, Composite::deep_taylor());
+        let bounds = ([-1.0; 3], [1.0; 3]);
+        let c = Composite::parse(
+            "first=z-box,conv=zplus-no-bias,dense=zplus-no-bias",
+            Some((&bounds.0, &bounds.1)),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Composite::deep_taylor_bounded(bounds.0.to_vec(), bounds.1.to_vec())
+        );
         assert!(Composite::parse("conv=alpha2-beta2", None).is_err());
         assert!(Composite::parse("conv=z-box", None).is_err());
         assert!(Composite::parse("layer=flat", None).is_err());

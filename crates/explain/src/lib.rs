@@ -4,7 +4,9 @@
 //! * [`lrp`]: LRP rules ([`rules::Rule`]) mapped to layers by composites
 //!   ([`composite::Composite`]), through the model's own forward pass with operations
 //!   whose backward pass is the rule (no second model definition, no per-architecture
-//!   code).
+//!   code). Deep Taylor (iNNvestigate's `deep_taylor`, `deep_taylor.bounded`) is such a
+//!   composite: z⁺ without bias ([`rules::Rule::ZPlusNoBias`]), zᴮ on the first layer when
+//!   bounded.
 //! * [`gradient`]: Gradient, Input×Gradient, Integrated Gradients, SmoothGrad.
 //! * [`cam`]: Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM; [`score_cam`]: Score-CAM
 //!   (one forward pass per channel of the target layer, opt-in).

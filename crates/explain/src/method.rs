@@ -16,7 +16,7 @@ pub const DEFAULT_SMOOTHGRAD_SAMPLES: usize = 25;
 pub const DEFAULT_SMOOTHGRAD_SIGMA: f64 = 0.15 * 4.5;
 
 /// Every method name `leukex explain --method` accepts.
-pub const METHOD_NAMES: [&str; 22] = [
+pub const METHOD_NAMES: [&str; 24] = [
     "gradient",
     "input-x-gradient",
     "integrated-gradients",
@@ -39,6 +39,8 @@ pub const METHOD_NAMES: [&str; 22] = [
     "lrp-epsilon-plus",
     "lrp-preset-a",
     "lrp-preset-b",
+    "deep-taylor",
+    "deep-taylor-bounded",
 ];
 
 /// Methods only run when named: `--method all` leaves them out because of their cost
@@ -146,6 +148,13 @@ impl Method {
             }
             "lrp-preset-a" => lrp(Composite::sequential_preset(1.0, false)),
             "lrp-preset-b" => lrp(Composite::sequential_preset(2.0, false)),
+            "deep-taylor" => lrp(Composite::deep_taylor()),
+            "deep-taylor-bounded" => {
+                let (low, high) = p.bounds.clone().ok_or(
+                    "deep-taylor-bounded needs the input bounds of the model's preprocessing",
+                )?;
+                lrp(Composite::deep_taylor_bounded(low, high))
+            }
             other => match CamKind::ALL.into_iter().find(|k| k.as_str() == other) {
                 Some(kind) => Method::Cam {
                     kind,
@@ -286,6 +295,36 @@ mod tests {
         assert_eq!(m.id(&p), "lrp-epsilon_eps0.25");
         assert_eq!(Method::parse("lrp-zplus", &p).unwrap().id(&p), "lrp-zplus");
         assert!(Method::parse("lrp-epsilon-gamma-box", &MethodParams::default()).is_err());
+        assert!(Method::parse("deep-taylor-bounded", &MethodParams::default()).is_err());
+        // Deep Taylor has no ε or γ: neither is part of its id.
+        let p = MethodParams {
+            epsilon: Some(0.25),
+            gamma: Some(0.5),
+            bounds: Some((vec![-1.0; 3], vec![1.0; 3])),
+            ..Default::default()
+        };
+        for name in ["deep-taylor", "deep-taylor-bounded"] {
+            let m = Method::parse(name, &p).unwrap();
+            assert_eq!(m.id(&p), name);
+            assert!(m.is_signed() && !m.is_cam());
+        }
+        let Method::Lrp { composite, .. } = Method::parse("deep-taylor-bounded", &p).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            composite.first,
+            Some(Rule::ZBox {
+                low: vec![-1.0; 3],
+                high: vec![1.0; 3]
+            })
+        );
+        assert_eq!(composite.conv, Rule::ZPlusNoBias);
+        assert_eq!(composite.dense, Rule::ZPlusNoBias);
+        let p = MethodParams {
+            epsilon: Some(0.25),
+            ..Default::default()
+        };
         assert!(Method::parse("deep-dream", &p).is_err());
         // Score-CAM: the layer is part of the id, the batch size is not.
         let p = MethodParams {

@@ -32,6 +32,10 @@ pub enum Rule {
     /// z⁺ allowing negative inputs (= α1β0 with the bias only on the positive part).
     /// Zennit `ZPlus`.
     ZPlus,
+    /// z⁺ without the bias: `x⁺⊙W⁺ᵀr + x⁻⊙W⁻ᵀr`, `r = R / s(W⁺x⁺ + W⁻x⁻)` (Deep Taylor's
+    /// rule). iNNvestigate `Alpha1Beta0IgnoreBias`; Zennit `AlphaBeta(1, 0,
+    /// zero_params='bias')`.
+    ZPlusNoBias,
     /// αβ with α − β = 1. Zennit `AlphaBeta`.
     AlphaBeta { alpha: f64, beta: f64 },
     /// zᴮ for inputs bounded by `low`/`high` per input channel. Zennit `ZBox`.
@@ -145,6 +149,13 @@ impl Rule {
             Rule::ZPlus => vec![group(
                 vec![
                     term(I::Positive, P::Positive, true),
+                    term(I::Negative, P::Negative, false),
+                ],
+                1.0,
+            )],
+            Rule::ZPlusNoBias => vec![group(
+                vec![
+                    term(I::Positive, P::Positive, false),
                     term(I::Negative, P::Negative, false),
                 ],
                 1.0,
@@ -269,5 +280,22 @@ mod tests {
         assert_eq!(ParamMod::GammaPositive(0.25).apply(2.0), 2.5);
         assert_eq!(ParamMod::GammaPositive(0.25).apply(-2.0), -2.0);
         assert_eq!(ParamMod::GammaNegative(0.25).apply(-2.0), -2.5);
+    }
+
+    #[test]
+    fn zplus_without_bias_is_zplus_with_every_term_bias_free() {
+        let with = Rule::ZPlus.groups();
+        let without = Rule::ZPlusNoBias.groups();
+        assert_eq!(with.len(), 1);
+        assert_eq!(without.len(), 1);
+        assert!(with[0].terms.iter().any(|t| t.bias));
+        assert!(without[0].terms.iter().all(|t| !t.bias));
+        let strip = |g: &Group| -> Vec<(InputMod, ParamMod)> {
+            g.terms
+                .iter()
+                .map(|t| (t.input.clone(), t.params))
+                .collect()
+        };
+        assert_eq!(strip(&with[0]), strip(&without[0]));
     }
 }

@@ -7,8 +7,8 @@
 //! image 1, maps summed over colour channels.
 //!
 //! Tolerances (the explanation issue): gradient family and CAMs relative L2 ≤ 1e-3 and
-//! Pearson ≥ 0.9999 against Captum / pytorch-grad-cam; LRP relative L2 ≤ 5e-3 and
-//! Pearson ≥ 0.999 against Zennit.
+//! Pearson ≥ 0.9999 against Captum / pytorch-grad-cam; LRP (Deep Taylor included: stored
+//! for resnet18 and vgg19) relative L2 ≤ 5e-3 and Pearson ≥ 0.999 against Zennit.
 //!
 //! The gradient family and LRP references are computed in float64 (stored as float32),
 //! because with these closed-form weights a float32 input gradient is only good to
@@ -373,17 +373,35 @@ fn cams(case: &Case, m: &Classifier, x: Tensor<4>) {
     }
 }
 
-/// LRP methods against Zennit (float64 references): leukex in float64 for every rule, and
-/// in float32 for the composites (not the pure ε/0 rules, see the module docs).
+/// Whether fixture key `key` is an LRP map (the `lrp-*` methods and Deep Taylor, which
+/// the fixture computes with Zennit as LRP composites); `.sum` keys are not maps.
+fn is_lrp_map(key: &str) -> bool {
+    (key.starts_with("lrp-") || key.starts_with("deep-taylor")) && !key.ends_with(".sum")
+}
+
+/// LRP methods (Deep Taylor included) against Zennit (float64 references): leukex in
+/// float64 for every rule, and in float32 for the composites (not the pure ε/0 rules, see
+/// the module docs).
 fn check_lrp(case: &Case) {
     let p = params_for(case);
     let mut n = 0;
     let mut failures = Vec::new();
+    // Deep Taylor (iNNvestigate's `deep_taylor` and `deep_taylor.bounded`, as Zennit
+    // composites) is stored for the two cases with every LRP method.
+    if matches!(case.arch, Arch::ResNet18 | Arch::Vgg19) {
+        for key in ["deep-taylor", "deep-taylor-bounded"] {
+            assert!(
+                case.get(key).is_some(),
+                "{}: expected {key} in the fixture",
+                case.name
+            );
+        }
+    }
     for dtype in [FloatDType::F64, FloatDType::F32] {
         let m = case.model(dtype);
         let x = input(dtype);
         for key in case.keys() {
-            if !key.starts_with("lrp-") || key.ends_with(".sum") {
+            if !is_lrp_map(&key) {
                 continue;
             }
             if dtype == FloatDType::F32 && matches!(key.as_str(), "lrp-epsilon" | "lrp-0") {
