@@ -127,3 +127,19 @@ pub fn measure(arch: Arch, job: Job, batch: usize, size: usize, runs: usize) -> 
         runs,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_runs_and_reports_a_rate() {
+        for job in Job::ALL {
+            let t = measure(Arch::ResNet18, job, 2, 32, 1);
+            assert_eq!(t.job, job.name());
+            assert!(t.seconds > 0.0 && t.images_per_second.is_finite(), "{t:?}");
+            assert_eq!(Job::parse(job.name()), Some(job));
+        }
+        assert_eq!(Job::parse("backward"), None);
+    }
+}
