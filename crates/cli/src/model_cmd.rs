@@ -177,7 +177,7 @@ impl ResolvedModel {
                 }
                 p
             }
-            None => default_preprocessing(self.arch, size.unwrap_or(224)),
+            None => leukex_train::preprocessing_for(self.arch, size.unwrap_or(224)),
         }
     }
 
@@ -223,15 +223,6 @@ pub fn run_weights(cmd: WeightsCommand) -> Result<()> {
             Ok(())
         }
         WeightsCommand::Fetch(a) => crate::fetch_cmd::run(a),
-    }
-}
-
-/// The preprocessing `leukex predict` applies to images for `arch`: ImageNet mean/std
-/// for the torchvision nets, `(x − 127)/128` for EfficientNet-Lite0.
-pub fn default_preprocessing(arch: Arch, size: u32) -> Preprocessing {
-    match arch {
-        Arch::EfficientNetLite0 => Preprocessing::efficientnet_lite(size),
-        _ => Preprocessing::imagenet(size),
     }
 }
 
