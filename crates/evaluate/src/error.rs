@@ -39,7 +39,14 @@ pub enum EvalError {
     Invalid { path: PathBuf, reason: String },
     #[error("{0}")]
     Options(String),
+    /// The model callback of a faithfulness metric failed or returned
+    /// something unusable.
+    #[error("model callback failed: {0}")]
+    Model(#[source] BoxError),
 }
+
+/// Any error a model callback returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl EvalError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -14,6 +14,9 @@
 //! * [`localisation`]: pointing game, attribution localisation, top-k
 //!   intersection, relevance rank/mass accuracy and ROC-AUC, equal to
 //!   Quantus 0.6.
+//! * [`faithfulness`]: pixel flipping, region perturbation and ROAD equal to
+//!   Quantus 0.6, and RISE insertion, with the model as a batched scoring
+//!   callback ([`Classifier`]).
 //! * [`stats`]: bootstrap CIs, Wilcoxon, Friedman, Holm (equal to SciPy /
 //!   statsmodels).
 //! * [`run`]: [`evaluate_dir`] over a folder of `.npy` maps and mask PNGs,
@@ -21,6 +24,9 @@
 //! * [`fused`]: what [`evaluate_map`] runs — every mode and metric of one
 //!   map from one stable radix ranking, linear in the pixels; the per-mode
 //!   functions above stay the reference it is tested against.
+//! * [`sanity`]: the similarity functions of the model parameter randomisation
+//!   test (Spearman, Pearson, SSIM, equal to SciPy / skimage as Quantus 0.6
+//!   calls them) and its per-layer, per-image scores ([`MprtResult`]).
 //!
 //! # The paper-mode artefact
 //!
@@ -46,19 +52,23 @@
 
 pub mod colormap;
 pub mod error;
+pub mod faithfulness;
 pub mod fused;
 pub mod heatmap;
 pub mod localisation;
 pub mod mode;
 pub mod rank;
 pub mod run;
+pub mod sanity;
 pub mod shares;
 pub mod stats;
 
 pub use colormap::Colormap;
-pub use error::{EvalError, Result};
+pub use error::{BoxError, EvalError, Result};
+pub use faithfulness::{Baseline, Classifier, Image, RegionOrder};
 pub use heatmap::{HeatMap, Reduction};
 pub use localisation::{Localisation, LocalisationOptions, Region};
 pub use mode::{Mode, Rendering, Selection};
 pub use run::{EvaluateOptions, EvaluateReport, MapEvaluation, evaluate_dir, evaluate_map};
+pub use sanity::{MprtLayer, MprtResult, Similarity, SimilarityOptions};
 pub use shares::ClassShares;

@@ -107,11 +107,18 @@ impl ScratchInit {
     }
 
     fn uniform(&self, key: &str, n: usize, bound: f64) -> Vec<f32> {
-        let mut rng = self.rng(key);
-        (0..n)
-            .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
-            .collect()
+        seeded_uniform(self.seed, key, n, bound)
     }
+}
+
+/// `n` draws from `U(−bound, bound)` (rounded once to f32) out of a SplitMix64 stream seeded
+/// with `seed ^ fnv1a64(key)`: one stream per key, so the values of a key depend on nothing
+/// but the seed and the key.
+pub(crate) fn seeded_uniform(seed: u64, key: &str, n: usize, bound: f64) -> Vec<f32> {
+    let mut rng = SplitMix64(seed ^ fnv1a64(key));
+    (0..n)
+        .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+        .collect()
 }
 
 impl LayerVisitor for ScratchInit {

@@ -47,6 +47,12 @@
 //! Hook tensors are 4-D: 2-D outputs (`fc`, `classifier.N`, `_fc`, `dropout`, `_dropout`)
 //! are passed as `[N, C, 1, 1]` and reshaped back. The last name of every architecture is
 //! the logits.
+//!
+//! # Randomisation (MPRT)
+//!
+//! [`Classifier::randomisable_layers`], [`Classifier::layer_groups`],
+//! [`Classifier::randomisation_steps`] and [`Classifier::randomise`] are the model side of
+//! the model parameter randomisation test as Quantus 0.6 runs it (see [`randomise`]).
 
 pub mod closed_form;
 mod efficientnet;
@@ -54,6 +60,7 @@ mod export;
 mod googlenet;
 mod layers;
 pub mod predict;
+pub mod randomise;
 mod resnet;
 mod vgg;
 mod weights;
@@ -70,6 +77,10 @@ use serde::{Deserialize, Serialize};
 
 pub use efficientnet::{EfficientNetLite0, MBConvBlock};
 pub use googlenet::{BasicConv2d, GoogLeNet, Inception};
+pub use randomise::{
+    Granularity, LayerGroup, LayerKind, LayerOrder, RandomisableLayer, RandomisationStep,
+    UnknownLayers,
+};
 pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
