@@ -17,13 +17,20 @@
 //! `cam − min`, divided by `1e-7 + max`, bilinear resize to the input size, and the same
 //! min–max scaling once more (its `aggregate_multi_layers` rescales the resized map, whose
 //! maximum is below 1 when the peak falls between output pixel centres).
+//!
+//! [`CamStyle::Matlab`] instead finishes the map as MATLAB's `gradCAM` does (the paper
+//! made its Grad-CAM maps in MATLAB): the softmax output is differentiated (MATLAB's
+//! reduction layer is the softmax), the map is upsampled to the network input with
+//! `imresize(…, "bicubic")` ([`crate::resize::resize_bicubic_matlab`]) and not min–max
+//! scaled, so its values keep the units of the score's gradient (and the bicubic
+//! overshoot: small negative values beside the peaks).
 
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use leukex_models::Classifier;
 use serde::{Deserialize, Serialize};
 
-use crate::resize::resize_bilinear;
+use crate::resize::{resize_bicubic_matlab, resize_bilinear};
 use crate::target::Score;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,6 +85,79 @@ impl CamKind {
         };
         relu(weighted.sum_dim(1))
     }
+}
+
+/// How a CAM is finished after [`CamKind::cam`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CamStyle {
+    /// pytorch-grad-cam 1.5.7: the requested score, min–max, bilinear, min–max
+    /// ([`scale_and_resize`]).
+    #[default]
+    PytorchGradCam,
+    /// MATLAB `gradCAM`: softmax score, bicubic `imresize` to the input, no scaling.
+    Matlab,
+    /// As computed: layer resolution, no scaling.
+    Raw,
+}
+
+impl CamStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CamStyle::PytorchGradCam => "pytorch-grad-cam",
+            CamStyle::Matlab => "matlab",
+            CamStyle::Raw => "raw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pytorch-grad-cam" | "grad-cam-lib" => Some(CamStyle::PytorchGradCam),
+            "matlab" => Some(CamStyle::Matlab),
+            "raw" => Some(CamStyle::Raw),
+            _ => None,
+        }
+    }
+
+    /// What the CAM differentiates when `requested` was asked for: MATLAB's `gradCAM`
+    /// always differentiates the softmax output.
+    pub fn score(self, requested: Score) -> Score {
+        match self {
+            CamStyle::Matlab => Score::Softmax,
+            _ => requested,
+        }
+    }
+
+    /// The finished map `[N, 1, out_h, out_w]` (layer resolution for [`CamStyle::Raw`])
+    /// from a CAM `[N, 1, h, w]` at layer resolution.
+    pub fn finish(self, cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4> {
+        match self {
+            CamStyle::PytorchGradCam => scale_and_resize(cam, out_h, out_w),
+            CamStyle::Matlab => map_planes(cam, out_h, out_w, |p, h, w| {
+                resize_bicubic_matlab(p, h, w, out_h, out_w)
+            }),
+            CamStyle::Raw => cam,
+        }
+    }
+}
+
+/// Applies `f(plane, h, w)` to every `h`×`w` plane of `t`, giving `out_h`×`out_w` planes.
+fn map_planes(
+    t: Tensor<4>,
+    out_h: usize,
+    out_w: usize,
+    f: impl Fn(&[f32], usize, usize) -> Vec<f32>,
+) -> Tensor<4> {
+    let [n, c, h, w] = t.dims();
+    let device = t.device();
+    let dtype = t.dtype();
+    let v = t
+        .cast(burn::tensor::FloatDType::F32)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 cam");
+    let out: Vec<f32> = v.chunks(h * w).flat_map(|p| f(p, h, w)).collect();
+    Tensor::<4>::from_data(TensorData::new(out, [n, c, out_h, out_w]), &device).cast(dtype)
 }
 
 /// Activations and gradients of `layer` for `targets`, with the logits.
@@ -163,24 +243,13 @@ pub fn default_layer(arch: leukex_models::Arch) -> &'static str {
 /// align_corners = false) resize to `out_h`×`out_w`, then the min–max scaling again
 /// (pytorch-grad-cam's order). `[N, 1, h, w]` → `[N, 1, H, W]`.
 pub fn scale_and_resize(cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4> {
-    let [n, c, h, w] = cam.dims();
-    let device = cam.device();
-    let dtype = cam.dtype();
-    let v = cam
-        .cast(burn::tensor::FloatDType::F32)
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("f32 cam");
-    let mut out = Vec::with_capacity(n * c * out_h * out_w);
     let min_max = |plane: &[f32]| -> Vec<f32> {
         let min = plane.iter().copied().fold(f32::INFINITY, f32::min);
         let shifted: Vec<f32> = plane.iter().map(|x| x - min).collect();
         let max = shifted.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         shifted.iter().map(|x| x / (1e-7 + max)).collect()
     };
-    for plane in v.chunks(h * w) {
-        let resized = resize_bilinear(&min_max(plane), h, w, out_h, out_w);
-        out.extend(min_max(&resized));
-    }
-    Tensor::<4>::from_data(TensorData::new(out, [n, c, out_h, out_w]), &device).cast(dtype)
+    map_planes(cam, out_h, out_w, |plane, h, w| {
+        min_max(&resize_bilinear(&min_max(plane), h, w, out_h, out_w))
+    })
 }

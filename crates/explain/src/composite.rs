@@ -6,6 +6,7 @@
 //! fixed treatment in [`crate::lrp`]: activations pass relevance through, residual sums
 //! and average pools split it in proportion to their inputs (Zennit's `Norm`), max pools
 //! route it to the winner and concatenations by channel slice (the gradient).
+//! [`Composite::innvestigate`] switches these treatments to iNNvestigate's.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,82 @@ pub struct Composite {
     /// Rules for layers named explicitly (checkpoint module paths, e.g. `layer4.1.conv2`,
     /// `fc`); they win over everything else.
     pub by_name: Vec<(String, Rule)>,
+    /// iNNvestigate 2.1.2 compatibility (`--innvestigate-compat`); `None`: leukex's
+    /// conservative, Zennit-equal treatment.
+    ///
+    /// With `Some`, [`crate::lrp`] computes what iNNvestigate's analyzer computes on the
+    /// same network built in Keras (layers with their activation fused, BatchNorm a layer of
+    /// its own), instead of the default. Each difference from the default:
+    ///
+    /// * the rules of convolutions and dense layers are iNNvestigate's
+    ///   ([`Rule::innvestigate_groups`]): `z + 1e-7·[z = 0]` as the stabiliser of every rule
+    ///   but ε, the whole bias in both αβ denominators, no bias in z⁺, w² and zᴮ;
+    /// * BatchNorm is not folded into the convolution before it: the convolution's rule
+    ///   runs on its own weights, and the BatchNorm gets a rule of its own on iNNvestigate's
+    ///   linearisation of it ([`Innvestigate::batch_norm`]);
+    /// * Deep Taylor ([`Innvestigate::DeepTaylor`]): a residual sum *copies* its relevance
+    ///   into both summands (the gradient; not conservative: the relevance of every skip
+    ///   join is counted twice), average pools (global ones too) spread relevance evenly
+    ///   over each bin (the gradient, not in proportion to the inputs), ReLU and ReLU6 pass
+    ///   it only where they are active (the gradient, not unchanged), and the relevance
+    ///   starts from ReLU(logit) (with `--init-relevance score`: a negative target logit
+    ///   gives an all-zero map);
+    /// * the other LRP methods ([`Innvestigate::Lrp`]): sums and average pools split
+    ///   relevance in proportion to their inputs as by default, with the `1e-7·[z = 0]`
+    ///   stabiliser.
+    ///
+    /// It does not change where relevance starts: iNNvestigate starts from the target's
+    /// logit, leukex's `--init-relevance score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub innvestigate: Option<Innvestigate>,
+}
+
+/// Which iNNvestigate 2.1.2 analyzer family [`Composite::innvestigate`] reproduces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "analyzer", rename_all = "kebab-case")]
+pub enum Innvestigate {
+    /// `DeepTaylor` / `BoundedDeepTaylor` (`analyzer/deeptaylor.py`): everything without a
+    /// kernel is its gradient (residual sums copy, average pools spread evenly, ReLUs mask),
+    /// BatchNorm gets w² (on an elementwise layer: relevance passes unchanged), the output
+    /// goes through a ReLU before the relevance starts.
+    DeepTaylor,
+    /// The `LRP` analyzers (`analyzer/relevance_based/relevance_analyzer.py`): residual sums
+    /// and average pools are split in proportion to their inputs, BatchNorm gets
+    /// `batch_norm`.
+    Lrp { batch_norm: BatchNormRule },
+}
+
+impl Innvestigate {
+    /// The BatchNorm rule of this analyzer family.
+    pub fn batch_norm(&self) -> BatchNormRule {
+        match self {
+            Innvestigate::DeepTaylor => BatchNormRule::WSquare,
+            Innvestigate::Lrp { batch_norm } => batch_norm.clone(),
+        }
+    }
+}
+
+/// iNNvestigate's rule for a BatchNorm layer. Except for `Dedicated`, the rule runs on the
+/// BatchNorm linearised as `y' = k·x + c` per channel (`apply_mapping_to_fused_bn_layer`,
+/// "one_linear"), with `k = γ/√(σ⁴ + eps)` and `c = β − μ/√(σ⁴ + eps)`, as iNNvestigate
+/// 2.1.2 writes it (the variance squared and `γ` missing from `c`, so `y'` is not the
+/// layer's output); `x` is the BatchNorm's input and `R` the relevance at its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum BatchNormRule {
+    /// `BatchNormalizationReverseLayer` (the `LRP` base class with `bn_layer_rule=None`):
+    /// `R_in = x·(y − β)·R / ((x − μ)·y ± 1e-7)`, `y` the layer's true output.
+    Dedicated,
+    /// ε on `y'` (`LRPEpsilon`, `LRPZ` with ε = 0): `R_in = x·k·R / (y' ± ε)`.
+    Epsilon { epsilon: f64 },
+    /// αβ on `y'` (`LRPAlphaBeta` and its presets; `bias: false` for the `IgnoreBias`
+    /// ones, e.g. `LRPZPlus`).
+    AlphaBeta { alpha: f64, beta: f64, bias: bool },
+    /// `AlphaBetaX2m100Rule` on `y'` (the sequential presets): `2·x⁺k⁺R/(x⁺k⁺ + c⁺) −
+    /// x⁺k⁻R/(x⁺k⁻ + c⁻)`.
+    AlphaBetaX2m100,
+    /// w² on `y'` (Deep Taylor): `k²R/k² = R`, relevance passes unchanged.
+    WSquare,
 }
 
 /// Zennit's default ε for dense layers in its composites.
@@ -36,6 +113,8 @@ pub const DEFAULT_EPSILON: f64 = 1e-6;
 pub const DEFAULT_GAMMA: f64 = 0.25;
 /// iNNvestigate's ε for the dense layers of its sequential presets.
 pub const PRESET_EPSILON: f64 = 0.1;
+/// iNNvestigate's default ε of `lrp.epsilon` (`LRPEpsilon`).
+pub const INNVESTIGATE_EPSILON: f64 = 1e-7;
 
 impl Composite {
     /// The same rule on every linear layer.
@@ -45,6 +124,7 @@ impl Composite {
             dense: rule,
             first: None,
             by_name: Vec::new(),
+            innvestigate: None,
         }
     }
 
@@ -63,6 +143,7 @@ impl Composite {
             dense: Rule::Epsilon { epsilon },
             first: None,
             by_name: Vec::new(),
+            innvestigate: None,
         }
     }
 
@@ -73,6 +154,7 @@ impl Composite {
             dense: Rule::Epsilon { epsilon },
             first: Some(Rule::ZBox { low, high }),
             by_name: Vec::new(),
+            innvestigate: None,
         }
     }
 
@@ -86,11 +168,19 @@ impl Composite {
             dense: Rule::Epsilon { epsilon },
             first: None,
             by_name: Vec::new(),
+            innvestigate: None,
         }
     }
 
     /// iNNvestigate's `DeepTaylor`: z⁺ without bias (`Alpha1Beta0IgnoreBias`) on every
     /// convolution and dense layer.
+    ///
+    /// The output layer too: iNNvestigate 2.1.2 means to give kernel layers without an
+    /// activation w² (`deep_taylor_kernel_wo_relu`), but it tests for that with
+    /// `contains_activation(layer)`, which is true for every Keras `Dense` and `Conv2D` (they
+    /// all have an `activation` attribute, `linear` included), so its w² mapping never
+    /// fires on them; its own maps (`tests/innvestigate.rs`) are z⁺ on the linear output
+    /// layer.
     pub fn deep_taylor() -> Self {
         Self::uniform(Rule::ZPlusNoBias)
     }
@@ -117,6 +207,16 @@ impl Composite {
             },
             first: flat.then_some(Rule::Flat),
             by_name: Vec::new(),
+            innvestigate: None,
+        }
+    }
+
+    /// This composite with iNNvestigate compatibility `mode` (see
+    /// [`innvestigate`](Self::innvestigate)).
+    pub fn with_innvestigate(self, mode: Innvestigate) -> Self {
+        Self {
+            innvestigate: Some(mode),
+            ..self
         }
     }
 

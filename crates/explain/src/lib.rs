@@ -8,26 +8,32 @@
 //!   composite: z⁺ without bias ([`rules::Rule::ZPlusNoBias`]), zᴮ on the first layer when
 //!   bounded.
 //! * [`gradient`]: Gradient, Input×Gradient, Integrated Gradients, SmoothGrad.
+//! * [`guided`]: Guided Backpropagation, through the model's own forward pass with
+//!   activations whose backward pass lets only positive gradient through (a custom
+//!   autodiff operation: the rule is not linear in the upstream gradient).
 //! * [`cam`]: Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM; [`score_cam`]: Score-CAM
 //!   (one forward pass per channel of the target layer, opt-in).
 //!
-//! Maps are `[N, C, H, W]` (input resolution, per channel) for the gradient and LRP
-//! families and `[N, 1, h, w]` (layer resolution, before pytorch-grad-cam's scaling) for
-//! CAMs; [`run::explain_batch`] returns every requested method for a batch, sharing passes.
+//! Maps are `[N, C, H, W]` (input resolution, per channel) for the gradient, Guided
+//! Backpropagation and LRP families and `[N, 1, h, w]` (layer resolution, before
+//! pytorch-grad-cam's scaling) for CAMs; [`run::explain_batch`] returns every requested
+//! method for a batch, sharing passes.
 //! Models must be in inference mode (`model.valid()`).
 
 pub mod cam;
 pub mod composite;
 pub mod gradient;
+pub mod guided;
 pub mod lrp;
 pub mod method;
+pub mod preset;
 pub mod resize;
 pub mod rules;
 pub mod run;
 pub mod score_cam;
 pub mod target;
 
-pub use cam::{CamKind, default_layer, scale_and_resize};
+pub use cam::{CamKind, CamStyle, default_layer, scale_and_resize};
 pub use composite::Composite;
 pub use method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
 pub use rules::Rule;

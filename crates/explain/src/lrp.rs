@@ -23,6 +23,32 @@
 //! residual sums and average pools split relevance in proportion to their inputs
 //! (`Norm`); max pools route it to the maximum and concatenations by channel slice (the
 //! plain gradient).
+//!
+//! # iNNvestigate compatibility
+//!
+//! With [`Composite::innvestigate`] set (`--innvestigate-compat`), the same pass computes
+//! what iNNvestigate 2.1.2's analyzers compute on the network rebuilt in Keras (activations
+//! fused into the layers as `keras.applications` does, BatchNorm a layer of its own).
+//! Differences from the default above, each one of iNNvestigate's choices:
+//!
+//! | operation | default (Zennit) | iNNvestigate-compatible |
+//! |---|---|---|
+//! | stabiliser of the non-ε rules | `z + 1e-6·sign(z)` | `z + 1e-7·[z = 0]` (`safe_divide`) |
+//! | αβ bias | `b⁺` in the activator, `b⁻` in the inhibitor | the whole `b` in both |
+//! | z⁺ (`lrp-zplus`), w², zᴮ | with bias (`b⁺`, `b²`, cancelling) | without bias |
+//! | BatchNorm | folded into the convolution | own layer, own rule ([`crate::composite::BatchNormRule`]) |
+//! | residual sum, Deep Taylor | split in proportion | *copied* into both summands |
+//! | average pool, Deep Taylor | split in proportion | spread evenly (gradient) |
+//! | ReLU / ReLU6, Deep Taylor | pass unchanged | gradient (zero where inactive) |
+//! | start, Deep Taylor | the seed | the seed with the logit through a ReLU |
+//!
+//! (Rule details: [`Rule::innvestigate_groups`].) The LRP analyzers' residual sums and
+//! average pools stay proportional (iNNvestigate's `AddReverseLayer`,
+//! `AveragePoolingReverseLayer`), with its stabiliser. Copying at residual sums makes Deep
+//! Taylor non-conservative on ResNets and EfficientNet: every skip join counts the
+//! relevance of its output twice. On VGG-19 (no BatchNorm, no sum, the 7×7 adaptive pool
+//! the identity at 224 px) only the rule rows apply; `tests/innvestigate.rs` compares those
+//! with iNNvestigate's own maps.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
@@ -33,8 +59,10 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use leukex_models::{Classifier, Ops, adaptive_avg_pool};
 
-use crate::composite::{Composite, LayerKind};
-use crate::rules::{Group, InputMod, OutputMask, ParamMod, Rule, Term};
+use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
+use crate::rules::{
+    Group, INNVESTIGATE_SAFE_DIVIDE, InputMod, OutputMask, ParamMod, Rule, Stabilizer, Term,
+};
 use crate::target::InitRelevance;
 
 /// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
@@ -62,7 +90,7 @@ pub fn lrp_with_logits(
     let x = x.inner().autodiff().require_grad();
     let mut ops = LrpOps::new(composite);
     let logits = model.forward_ops(x.clone(), &mut ops);
-    let seed = init.seed(&logits, targets);
+    let seed = start(composite, init, &logits, targets);
     let grads = (logits.clone() * seed).sum().backward();
     let relevance = x
         .grad(&grads)
@@ -97,7 +125,7 @@ pub fn lrp_with_conservation(
     let x = x.inner().autodiff().require_grad();
     let mut ops = LrpOps::probing(composite);
     let logits = model.forward_ops(x.clone(), &mut ops);
-    let seed = init.seed(&logits, targets);
+    let seed = start(composite, init, &logits, targets);
     let grads = (logits * seed.clone()).sum().backward();
     let relevance = x
         .grad(&grads)
@@ -119,6 +147,21 @@ pub fn lrp_with_conservation(
             input,
         },
     )
+}
+
+/// The relevance at the logits: `init`'s seed, for iNNvestigate-compatible Deep Taylor with
+/// the logit through a ReLU (`DeepTaylor._prepare_model`).
+fn start(
+    composite: &Composite,
+    init: InitRelevance,
+    logits: &Tensor<2>,
+    targets: &[usize],
+) -> Tensor<2> {
+    let seed = init.seed(logits, targets);
+    match composite.innvestigate {
+        Some(Innvestigate::DeepTaylor) => seed.clamp_min(0.0),
+        _ => seed,
+    }
 }
 
 /// Reads one probe's relevance sums per image from the gradients.
@@ -182,6 +225,26 @@ impl<'a> LrpOps<'a> {
         self.linear_layers_seen += 1;
         self.composite.rule_for(name, kind, first).clone()
     }
+
+    /// The rule's groups: Zennit's, or iNNvestigate's in compatibility mode.
+    fn groups(&self, rule: &Rule) -> Vec<Group> {
+        match self.composite.innvestigate {
+            Some(_) => rule.innvestigate_groups(),
+            None => rule.groups(),
+        }
+    }
+
+    fn deep_taylor_compat(&self) -> bool {
+        matches!(self.composite.innvestigate, Some(Innvestigate::DeepTaylor))
+    }
+
+    /// The denominator stabiliser of the proportional (`Norm`) sums and average pools.
+    fn stabilize_norm<const D: usize>(&self, z: Tensor<D>) -> Tensor<D> {
+        match self.composite.innvestigate {
+            Some(_) => safe_divisor(z, INNVESTIGATE_SAFE_DIVIDE),
+            None => stabilize(z, crate::rules::STABILIZER),
+        }
+    }
 }
 
 /// `z + (g − sg(g))`: the value of `z` (exactly: `g − sg(g)` is 0), the gradient of `g`.
@@ -194,6 +257,25 @@ fn with_backward<const D: usize>(z: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
 fn stabilize<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
     let shift = z.clone().sign() + z.clone().equal_elem(0.0).float().cast(z.dtype());
     z + shift * epsilon
+}
+
+/// `z + ε·[z = 0]` (iNNvestigate's `safe_divide`).
+fn safe_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    let zero = z.clone().equal_elem(0.0).float().cast(z.dtype());
+    z + zero * epsilon
+}
+
+/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule).
+fn signed_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    let shift = z.clone().greater_equal_elem(0.0).float().cast(z.dtype()) * 2.0 - 1.0;
+    z + shift * epsilon
+}
+
+fn stabilize_group<const D: usize>(z: Tensor<D>, g: &Group) -> Tensor<D> {
+    match g.stabilizer {
+        Stabilizer::Signed => stabilize(z, g.epsilon),
+        Stabilizer::ZeroOnly => safe_divisor(z, g.epsilon),
+    }
 }
 
 fn modify<const D: usize>(w: Tensor<D>, m: ParamMod) -> Tensor<D> {
@@ -275,13 +357,18 @@ fn linear_rule<const D: usize>(
             ..g.clone()
         })
         .collect();
-    // Every term's output, tracked (see `tracked_input`).
+    // Every term's output, tracked (see `tracked_input`). A negative-part term that kept
+    // its bias (iNNvestigate's αβ) is only its bias on such inputs: a constant in the
+    // denominator, no relevance.
     let outputs: Vec<Vec<Tensor<D>>> = groups
         .iter()
         .map(|g| {
             g.terms
                 .iter()
                 .map(|t| {
+                    if non_negative && t.input == InputMod::Negative {
+                        return layer(xd.zeros_like(), t.params, t.bias).detach();
+                    }
                     let xk = tracked_input(modify_input(&xd, &t.input), &x, &xd);
                     layer(xk, t.params, t.bias)
                 })
@@ -313,7 +400,7 @@ fn linear_rule<const D: usize>(
             .map(|o| o.clone().detach())
             .reduce(|a, b| a + b)
             .expect("a group has terms");
-        let mut scale = stabilize(denominator, g.epsilon).recip() * g.coefficient;
+        let mut scale = stabilize_group(denominator, g).recip() * g.coefficient;
         match g.mask {
             OutputMask::All => {}
             OutputMask::Positive => {
@@ -374,7 +461,12 @@ impl Ops for LrpOps<'_> {
         x: Tensor<4>,
     ) -> Tensor<4> {
         let rule = self.next_rule(name, LayerKind::Conv);
-        let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
+        // iNNvestigate keeps BatchNorm a layer of its own (see `batch_norm_compat`).
+        let separate_bn = self.composite.innvestigate.as_ref().zip(bn);
+        let (w, b) = match separate_bn {
+            Some(_) => fold_batch_norm(conv, None),
+            None => fold_batch_norm(conv, bn.map(|(_, b)| b)),
+        };
         let [_, _, h, wd] = x.dims();
         let options = ConvOptions::new_with_padding(
             conv.stride,
@@ -391,7 +483,11 @@ impl Ops for LrpOps<'_> {
             };
             conv2d(input, modify(w.clone(), m), bias, options.clone())
         };
-        let y = linear_rule(x, &rule.groups(), &layer);
+        let y = linear_rule(x, &self.groups(&rule), &layer);
+        let y = match separate_bn {
+            Some((mode, (_, bn))) => batch_norm_compat(y, bn, &mode.batch_norm()),
+            None => y,
+        };
         self.probe(name, y)
     }
 
@@ -406,43 +502,120 @@ impl Ops for LrpOps<'_> {
                 _ => y,
             }
         };
-        let y = linear_rule(x, &rule.groups(), &layer);
+        let y = linear_rule(x, &self.groups(&rule), &layer);
         self.probe(name, y)
     }
 
+    // iNNvestigate-compatible Deep Taylor: activations, average pools and sums are their
+    // gradient (see the module docs).
+
     fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {
+        if self.deep_taylor_compat() {
+            return activation::relu(x);
+        }
         let z = activation::relu(x.clone().detach());
         with_backward(z, x)
     }
 
     fn relu2(&mut self, x: Tensor<2>) -> Tensor<2> {
+        if self.deep_taylor_compat() {
+            return activation::relu(x);
+        }
         let z = activation::relu(x.clone().detach());
         with_backward(z, x)
     }
 
     fn relu6(&mut self, x: Tensor<4>) -> Tensor<4> {
+        if self.deep_taylor_compat() {
+            return activation::relu6(x);
+        }
         let z = activation::relu6(x.clone().detach());
         with_backward(z, x)
     }
 
     fn avg_pool(&mut self, size: [usize; 2], x: Tensor<4>) -> Tensor<4> {
         let pool = |t: Tensor<4>| adaptive_avg_pool(t, size);
+        if self.deep_taylor_compat() {
+            return pool(x);
+        }
         let xd = x.clone().detach();
         let z = pool(xd.clone());
-        let scale = stabilize(z.clone(), crate::rules::STABILIZER)
-            .recip()
-            .detach();
+        let scale = self.stabilize_norm(z.clone()).recip().detach();
         let g = pool(xd * x) * scale;
         with_backward(z, g)
     }
 
     fn add(&mut self, a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+        if self.deep_taylor_compat() {
+            return a + b;
+        }
         let (ad, bd) = (a.clone().detach(), b.clone().detach());
         let z = ad.clone() + bd.clone();
-        let scale = stabilize(z.clone(), crate::rules::STABILIZER)
-            .recip()
-            .detach();
+        let scale = self.stabilize_norm(z.clone()).recip().detach();
         let g = (ad * a + bd * b) * scale;
         with_backward(z, g)
     }
+}
+
+/// A per-channel constant `[C]` as `[1, C, 1, 1]` on the autodiff device.
+fn channel(t: Tensor<1>) -> Tensor<4> {
+    let c = t.dims()[0];
+    t.autodiff().reshape([1, c, 1, 1])
+}
+
+/// iNNvestigate's BatchNorm layer after a convolution: the value is the BatchNorm's true
+/// output of `x` (the convolution's output, carrying its rule's backward), the backward
+/// pass is `rule` on iNNvestigate's linearisation `y' = k·x + c` ([`BatchNormRule`]).
+/// Every rule on an elementwise layer is a factor `f` per element, `R_in = f·R`.
+fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tensor<4> {
+    let xd = x.clone().detach();
+    let (gamma, beta) = (channel(bn.gamma.val()), channel(bn.beta.val()));
+    let (mean, var) = (
+        channel(bn.running_mean.value()),
+        channel(bn.running_var.value()),
+    );
+    let y = (xd.clone() - mean.clone()) / (var.clone() + bn.epsilon).sqrt() * gamma.clone()
+        + beta.clone();
+    // iNNvestigate 2.1.2's "one_linear" fusion, as written there: √(σ⁴ + eps), no γ in c.
+    let root = (var.clone() * var + bn.epsilon).sqrt();
+    let k = gamma / root.clone();
+    let c = beta.clone() - mean.clone() / root;
+    let safe = |t: Tensor<4>| safe_divisor(t, INNVESTIGATE_SAFE_DIVIDE);
+    let (xp, xn) = (xd.clone().clamp_min(0.0), xd.clone().clamp_max(0.0));
+    let (kp, kn) = (k.clone().clamp_min(0.0), k.clone().clamp_max(0.0));
+    let (cp, cn) = (c.clone().clamp_min(0.0), c.clone().clamp_max(0.0));
+    let f = match rule {
+        BatchNormRule::WSquare => {
+            let k2 = k.clone() * k;
+            k2.clone() / safe(k2) + xd.zeros_like()
+        }
+        BatchNormRule::Epsilon { epsilon } => {
+            let z = xd.clone() * k.clone() + c;
+            xd * k / signed_divisor(z, *epsilon)
+        }
+        BatchNormRule::AlphaBeta { alpha, beta, bias } => {
+            let (cp, cn) = if *bias {
+                (cp, cn)
+            } else {
+                (cp.zeros_like(), cn.zeros_like())
+            };
+            let act = xp.clone() * kp.clone() + xn.clone() * kn.clone();
+            let mut f = (act.clone() / safe(act + cp.clone() + cn.clone())) * *alpha;
+            if *beta != 0.0 {
+                let inh = xp * kn + xn * kp;
+                f = f - (inh.clone() / safe(inh + cp + cn)) * *beta;
+            }
+            f
+        }
+        BatchNormRule::AlphaBetaX2m100 => {
+            let pp = xp.clone() * kp;
+            let pn = xp * kn;
+            (pp.clone() / safe(pp + cp)) * 2.0 - pn.clone() / safe(pn + cn)
+        }
+        BatchNormRule::Dedicated => {
+            let d = (xd.clone() - mean) * y.clone();
+            xd * (y.clone() - beta) / signed_divisor(d, INNVESTIGATE_SAFE_DIVIDE)
+        }
+    };
+    with_backward(y, x * f.detach())
 }

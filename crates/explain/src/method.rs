@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use crate::cam::CamKind;
-use crate::composite::{Composite, DEFAULT_EPSILON, DEFAULT_GAMMA};
+use crate::composite::{
+    BatchNormRule, Composite, DEFAULT_EPSILON, DEFAULT_GAMMA, INNVESTIGATE_EPSILON, Innvestigate,
+};
 use crate::gradient::IgRule;
 use crate::rules::Rule;
 use crate::score_cam::DEFAULT_SCORE_CAM_BATCH;
@@ -16,11 +18,12 @@ pub const DEFAULT_SMOOTHGRAD_SAMPLES: usize = 25;
 pub const DEFAULT_SMOOTHGRAD_SIGMA: f64 = 0.15 * 4.5;
 
 /// Every method name `leukex explain --method` accepts.
-pub const METHOD_NAMES: [&str; 24] = [
+pub const METHOD_NAMES: [&str; 25] = [
     "gradient",
     "input-x-gradient",
     "integrated-gradients",
     "smoothgrad",
+    "guided-backprop",
     "grad-cam",
     "grad-cam++",
     "hires-cam",
@@ -62,6 +65,10 @@ pub struct MethodParams {
     pub score_cam_batch: Option<usize>,
     /// Input bounds per channel (for zᴮ), from the model's preprocessing.
     pub bounds: Option<(Vec<f64>, Vec<f64>)>,
+    /// LRP and Deep Taylor as iNNvestigate 2.1.2 computes them (`--innvestigate-compat`,
+    /// see [`Composite::innvestigate`]; `lrp-epsilon`'s default ε becomes iNNvestigate's
+    /// 1e-7); the id gets `_innvestigate`.
+    pub innvestigate: bool,
 }
 
 /// A fully specified attribution method.
@@ -79,6 +86,9 @@ pub enum Method {
         sigma: f64,
         seed: u64,
     },
+    /// Guided Backpropagation ([`crate::guided`]): the gradient with every ReLU-type
+    /// activation passing only positive gradient at active units.
+    GuidedBackprop,
     Cam {
         kind: CamKind,
         /// `None`: the architecture's default layer.
@@ -106,6 +116,10 @@ impl Method {
             name: name.to_string(),
             composite,
         };
+        let eps = match (p.innvestigate, name) {
+            (true, "lrp-epsilon") => p.epsilon.unwrap_or(INNVESTIGATE_EPSILON),
+            _ => eps,
+        };
         let m = match name {
             "gradient" => Method::Gradient,
             "input-x-gradient" => Method::InputXGradient,
@@ -118,6 +132,7 @@ impl Method {
                 sigma: p.sigma.unwrap_or(DEFAULT_SMOOTHGRAD_SIGMA),
                 seed: p.seed.unwrap_or(0),
             },
+            "guided-backprop" => Method::GuidedBackprop,
             "score-cam" => Method::ScoreCam {
                 layer: p.layer.clone(),
                 batch: match p.score_cam_batch.unwrap_or(DEFAULT_SCORE_CAM_BATCH) {
@@ -168,7 +183,51 @@ impl Method {
                 }
             },
         };
-        Ok(m)
+        Ok(if p.innvestigate {
+            m.innvestigate_compat()
+        } else {
+            m
+        })
+    }
+
+    /// This method as iNNvestigate 2.1.2 computes it ([`Composite::innvestigate`]): Deep
+    /// Taylor as its `DeepTaylor` analyzers, every other LRP method as its `LRP` analyzers,
+    /// with the BatchNorm rule of the analyzer of the same name (`lrp-epsilon`: ε,
+    /// `lrp-0`: Z, the αβ rules: αβ with bias, `lrp-zplus`: αβ without, the presets:
+    /// `AlphaBetaX2m100`) or, for composites iNNvestigate lacks, its base class's dedicated
+    /// BatchNorm rule. Other methods are returned unchanged.
+    pub fn innvestigate_compat(self) -> Self {
+        let Method::Lrp { name, composite } = self else {
+            return self;
+        };
+        let mode = if name.starts_with("deep-taylor") {
+            Innvestigate::DeepTaylor
+        } else {
+            let batch_norm = match (name.as_str(), &composite.conv) {
+                ("lrp-epsilon" | "lrp-0", Rule::Epsilon { epsilon }) => {
+                    BatchNormRule::Epsilon { epsilon: *epsilon }
+                }
+                ("lrp-alpha2-beta1" | "lrp-alpha1-beta0", Rule::AlphaBeta { alpha, beta }) => {
+                    BatchNormRule::AlphaBeta {
+                        alpha: *alpha,
+                        beta: *beta,
+                        bias: true,
+                    }
+                }
+                ("lrp-zplus", _) => BatchNormRule::AlphaBeta {
+                    alpha: 1.0,
+                    beta: 0.0,
+                    bias: false,
+                },
+                (n, _) if n.starts_with("lrp-preset-") => BatchNormRule::AlphaBetaX2m100,
+                _ => BatchNormRule::Dedicated,
+            };
+            Innvestigate::Lrp { batch_norm }
+        };
+        Method::Lrp {
+            name,
+            composite: composite.with_innvestigate(mode),
+        }
     }
 
     /// Builds an LRP method from a custom composite specification (see
@@ -191,8 +250,16 @@ impl Method {
         };
         let uses_eps = matches!(self, Method::Lrp { name, .. } if matches!(name.as_str(),
             "lrp-epsilon" | "lrp-epsilon-plus-flat" | "lrp-epsilon-plus" | "lrp-epsilon-alpha2-beta1" | "lrp-epsilon-gamma-box"));
+        let innvestigate =
+            matches!(self, Method::Lrp { composite, .. } if composite.innvestigate.is_some());
+        // Compatible lrp-epsilon defaults to iNNvestigate's ε.
+        let default_eps = if innvestigate && self.name() == "lrp-epsilon" {
+            INNVESTIGATE_EPSILON
+        } else {
+            DEFAULT_EPSILON
+        };
         let uses_gamma = matches!(self, Method::Lrp { name, .. } if matches!(name.as_str(), "lrp-gamma" | "lrp-epsilon-gamma-box"));
-        if uses_eps && let Some(e) = p.epsilon.filter(|&e| e != DEFAULT_EPSILON) {
+        if uses_eps && let Some(e) = p.epsilon.filter(|&e| e != default_eps) {
             push(format!("eps{e}"));
         }
         if uses_gamma && let Some(g) = p.gamma.filter(|&g| g != DEFAULT_GAMMA) {
@@ -230,6 +297,9 @@ impl Method {
             } => push(format!("layer-{}", sanitize(layer))),
             _ => {}
         }
+        if innvestigate {
+            push("innvestigate".to_string());
+        }
         id
     }
 
@@ -240,6 +310,7 @@ impl Method {
             Method::InputXGradient => "input-x-gradient",
             Method::IntegratedGradients { .. } => "integrated-gradients",
             Method::SmoothGrad { .. } => "smoothgrad",
+            Method::GuidedBackprop => "guided-backprop",
             Method::Cam { kind, .. } => kind.as_str(),
             Method::ScoreCam { .. } => "score-cam",
             Method::Lrp { name, .. } => name,
@@ -348,5 +419,63 @@ mod tests {
         };
         assert!(Method::parse("score-cam", &p).is_err());
         assert!(OPT_IN_METHODS.iter().all(|n| METHOD_NAMES.contains(n)));
+    }
+
+    #[test]
+    fn innvestigate_compat_reaches_the_composite_and_the_id() {
+        use crate::composite::{BatchNormRule, Innvestigate};
+        let p = MethodParams {
+            innvestigate: true,
+            bounds: Some((vec![-1.0; 3], vec![1.0; 3])),
+            ..Default::default()
+        };
+        let lrp = |name: &str, p: &MethodParams| match Method::parse(name, p).unwrap() {
+            Method::Lrp { composite, .. } => composite,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            lrp("deep-taylor-bounded", &p).innvestigate,
+            Some(Innvestigate::DeepTaylor)
+        );
+        assert_eq!(
+            lrp("lrp-preset-b", &p).innvestigate,
+            Some(Innvestigate::Lrp {
+                batch_norm: BatchNormRule::AlphaBetaX2m100
+            })
+        );
+        // lrp-epsilon: iNNvestigate's default ε, part of the id only when changed.
+        let c = lrp("lrp-epsilon", &p);
+        assert_eq!(c.conv, Rule::Epsilon { epsilon: 1e-7 });
+        assert_eq!(
+            c.innvestigate,
+            Some(Innvestigate::Lrp {
+                batch_norm: BatchNormRule::Epsilon { epsilon: 1e-7 }
+            })
+        );
+        let m = Method::parse("lrp-epsilon", &p).unwrap();
+        assert_eq!(m.id(&p), "lrp-epsilon_innvestigate");
+        let p6 = MethodParams {
+            epsilon: Some(1e-6),
+            ..p.clone()
+        };
+        assert_eq!(
+            Method::parse("lrp-epsilon", &p6).unwrap().id(&p6),
+            "lrp-epsilon_eps0.000001_innvestigate"
+        );
+        assert_eq!(
+            Method::parse("deep-taylor", &p).unwrap().id(&p),
+            "deep-taylor_innvestigate"
+        );
+        // Off by default, and nothing but LRP is touched.
+        assert_eq!(
+            lrp("deep-taylor", &MethodParams::default()).innvestigate,
+            None
+        );
+        assert_eq!(Method::parse("gradient", &p).unwrap().id(&p), "gradient");
+        // Serialised only when on.
+        let off = serde_json::to_value(lrp("lrp-preset-a", &MethodParams::default())).unwrap();
+        assert!(off.get("innvestigate").is_none());
+        let on = serde_json::to_value(lrp("lrp-preset-a", &p)).unwrap();
+        assert_eq!(on["innvestigate"]["analyzer"], "lrp");
     }
 }

@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 /// Zennit's default stabiliser for the rules that are not ε.
 pub const STABILIZER: f64 = 1e-6;
 
+/// iNNvestigate's `safe_divide` factor (Keras' `epsilon()`): it divides by `z + 1e-7·[z = 0]`
+/// in every rule but ε.
+pub const INNVESTIGATE_SAFE_DIVIDE: f64 = 1e-7;
+
 /// One LRP rule for a linear layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case")]
@@ -110,12 +114,22 @@ pub enum OutputMask {
     Negative,
 }
 
+/// How a group's denominator is kept away from zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stabilizer {
+    /// `z + ε·(sign(z) + [z = 0])` (Zennit's `stabilize`; iNNvestigate's ε rule).
+    Signed,
+    /// `z + ε·[z = 0]`: only exact zeros are moved (iNNvestigate's `safe_divide`).
+    ZeroOnly,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub terms: Vec<Term>,
     pub coefficient: f64,
     pub mask: OutputMask,
     pub epsilon: f64,
+    pub stabilizer: Stabilizer,
 }
 
 fn term(input: InputMod, params: ParamMod, bias: bool) -> Term {
@@ -133,6 +147,7 @@ fn group(terms: Vec<Term>, coefficient: f64) -> Group {
         coefficient,
         mask: OutputMask::All,
         epsilon: STABILIZER,
+        stabilizer: Stabilizer::Signed,
     }
 }
 
@@ -214,6 +229,49 @@ impl Rule {
         }
     }
 
+    /// The groups of iNNvestigate 2.1.2's rule of the same name
+    /// (`analyzer/relevance_based/relevance_rule.py`), where it differs from Zennit's
+    /// ([`groups`](Self::groups)):
+    ///
+    /// * every rule but ε divides by `z + 1e-7·[z = 0]` (`safe_divide`), not by Zennit's
+    ///   `z + 1e-6·sign(z)`;
+    /// * αβ (`AlphaBetaRule(bias=True)`) gives the positive-weight layer copy the bias `b⁺`
+    ///   and the negative-weight copy `b⁻`, and runs each copy on both input parts, so the
+    ///   *whole* bias `b = b⁺ + b⁻` enters both the activator's `W⁺x⁺ + W⁻x⁻ + b` and the
+    ///   inhibitor's `W⁻x⁺ + W⁺x⁻ + b` (Zennit: `b⁺` in one, `b⁻` in the other); with β = 0
+    ///   the inhibitor is not computed at all;
+    /// * z⁺ is iNNvestigate's `ZPlusRule` = `Alpha1Beta0IgnoreBias` (no bias; Zennit's `ZPlus`
+    ///   keeps `b⁺`);
+    /// * w² (`WSquareRule`) drops the bias (Zennit squares it and keeps it);
+    /// * zᴮ (`BoundedRule`) runs its three layer copies without bias (Zennit keeps them; they
+    ///   cancel up to rounding).
+    ///
+    /// ε, flat and z⁺ without bias are otherwise the same; γ has no iNNvestigate counterpart
+    /// and keeps Zennit's groups (and stabiliser).
+    pub fn innvestigate_groups(&self) -> Vec<Group> {
+        let mut groups = self.groups();
+        let bias = match self {
+            Rule::Epsilon { .. } | Rule::Gamma { .. } => return groups,
+            Rule::AlphaBeta { beta, .. } => {
+                if *beta == 0.0 {
+                    groups.truncate(1);
+                }
+                true
+            }
+            Rule::ZPlus | Rule::ZPlusNoBias | Rule::WSquare | Rule::Flat | Rule::ZBox { .. } => {
+                false
+            }
+        };
+        for g in &mut groups {
+            g.epsilon = INNVESTIGATE_SAFE_DIVIDE;
+            g.stabilizer = Stabilizer::ZeroOnly;
+            for t in &mut g.terms {
+                t.bias = bias;
+            }
+        }
+        groups
+    }
+
     /// Checks the parameters (α − β = 1, α, β ≥ 0, ε ≥ 0, γ ≥ 0, finite bounds).
     pub fn validate(&self) -> Result<(), String> {
         match self {
@@ -280,6 +338,31 @@ mod tests {
         assert_eq!(ParamMod::GammaPositive(0.25).apply(2.0), 2.5);
         assert_eq!(ParamMod::GammaPositive(0.25).apply(-2.0), -2.0);
         assert_eq!(ParamMod::GammaNegative(0.25).apply(-2.0), -2.5);
+    }
+
+    #[test]
+    fn innvestigate_alpha_beta_keeps_the_whole_bias_in_both_groups() {
+        let g = Rule::AlphaBeta {
+            alpha: 2.0,
+            beta: 1.0,
+        }
+        .innvestigate_groups();
+        assert_eq!(g.len(), 2);
+        assert!(g.iter().all(|g| g.terms.iter().all(|t| t.bias)));
+        assert!(g.iter().all(|g| g.stabilizer == Stabilizer::ZeroOnly));
+        // β = 0: no inhibitor group (iNNvestigate skips it).
+        let g = Rule::AlphaBeta {
+            alpha: 1.0,
+            beta: 0.0,
+        }
+        .innvestigate_groups();
+        assert_eq!(g.len(), 1);
+        for rule in [Rule::ZPlus, Rule::WSquare, Rule::Flat] {
+            assert!(rule.innvestigate_groups()[0].terms.iter().all(|t| !t.bias));
+        }
+        // ε is iNNvestigate's as it is.
+        let eps = Rule::Epsilon { epsilon: 0.1 };
+        assert_eq!(eps.innvestigate_groups(), eps.groups());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! All requested methods for one batch, sharing what can be shared: the plain gradient
 //! pass serves Gradient and Input×Gradient; one pass per target layer serves every CAM
-//! on that layer; each LRP composite, Integrated Gradients, SmoothGrad and Score-CAM run
-//! their own.
+//! on that layer; each LRP composite, Guided Backpropagation, Integrated Gradients,
+//! SmoothGrad and Score-CAM run their own.
 
 use std::collections::HashMap;
 
@@ -10,8 +10,9 @@ use leukex_models::Classifier;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cam::{CamError, default_layer, layer_gradients_for};
+use crate::cam::{CamError, CamStyle, default_layer, layer_gradients_for};
 use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
+use crate::guided::guided_backprop_with_logits;
 use crate::lrp::lrp_with_logits;
 use crate::method::Method;
 use crate::score_cam::score_cam_for;
@@ -25,10 +26,15 @@ pub struct ExplainOptions {
     pub score: Score,
     /// Where LRP starts.
     pub init_relevance: InitRelevance,
+    /// How CAMs are finished; [`CamStyle::Matlab`] also makes the CAMs differentiate the
+    /// softmax output. (The finishing itself, [`CamStyle::finish`], is left to the caller,
+    /// who knows the output size.)
+    pub cam_style: CamStyle,
 }
 
-/// Maps for `methods`, in the same order: `[N, C, H, W]` for gradient and LRP methods,
-/// `[N, 1, h, w]` at layer resolution for CAMs (see [`crate::cam::scale_and_resize`]).
+/// Maps for `methods`, in the same order: `[N, C, H, W]` for the gradient, Guided
+/// Backpropagation and LRP methods, `[N, 1, h, w]` at layer resolution for CAMs (see
+/// [`crate::cam::scale_and_resize`]).
 /// Default options: logit score, one-hot LRP start.
 pub fn explain_batch(
     model: &Classifier,
@@ -48,6 +54,7 @@ pub fn explain_batch_with(
     options: &ExplainOptions,
 ) -> Result<Vec<Tensor<4>>, CamError> {
     let score = options.score;
+    let cam_score = options.cam_style.score(score);
     let needs_gradient = methods
         .iter()
         .any(|m| matches!(m, Method::Gradient | Method::InputXGradient));
@@ -66,12 +73,15 @@ pub fn explain_batch_with(
                 sigma,
                 seed,
             } => smoothgrad(model, x.clone(), targets, *samples, *sigma, *seed, score),
+            Method::GuidedBackprop => {
+                guided_backprop_with_logits(model, x.clone(), targets, score).0
+            }
             Method::Cam { kind, layer } => {
                 let layer = layer
                     .clone()
                     .unwrap_or_else(|| default_layer(model.arch()).to_string());
                 if !layers.contains_key(&layer) {
-                    let lg = layer_gradients_for(model, x.clone(), targets, &layer, score)?;
+                    let lg = layer_gradients_for(model, x.clone(), targets, &layer, cam_score)?;
                     layers.insert(layer.clone(), (lg.activations, lg.gradients));
                 }
                 let (a, g) = layers[&layer].clone();
@@ -81,7 +91,7 @@ pub fn explain_batch_with(
                 let layer = layer
                     .clone()
                     .unwrap_or_else(|| default_layer(model.arch()).to_string());
-                score_cam_for(model, x.clone(), targets, &layer, *batch, score)?
+                score_cam_for(model, x.clone(), targets, &layer, *batch, cam_score)?
             }
             Method::Lrp { composite, .. } => {
                 lrp_with_logits(model, x.clone(), targets, composite, options.init_relevance).0

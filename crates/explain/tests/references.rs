@@ -19,6 +19,16 @@
 //! stabiliser is below float32 resolution, are checked in float64 only). CAMs are float32
 //! on both sides, as pytorch-grad-cam computes them. Score-CAM (`cam.score-cam`, one forward
 //! pass per channel) is stored for resnet18 and vgg19 only.
+//!
+//! Guided Backpropagation (`fixtures/guided-backprop.safetensors`, one map per case, float64
+//! reference): Captum's `GuidedBackprop` with its hook on every ReLU *and* ReLU6 module and
+//! GoogLeNet's functional ReLUs made modules (stock Captum would leave GoogLeNet and
+//! EfficientNet-Lite0 with the plain gradient), equal to Zennit's `GuidedBackprop` composite
+//! with ReLU6 added. Same tolerances as the gradient family (float64 relative L2 ≤ 1e-3,
+//! Pearson ≥ 0.9999; float32 ≤ 3e-2, ≥ 0.999); the plain gradient must be clearly off
+//! (relative L2 > 0.1) from it, so that a method wired to the gradient fails. (ReLU6's upper
+//! clip is tested too: without it EfficientNet-Lite0's map moves by 6.7e-2, see the
+//! fixture's metadata.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -440,6 +450,67 @@ fn check_lrp(case: &Case) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The Guided Backpropagation references of every case (see the module docs).
+fn guided_fixture() -> StateDict {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/guided-backprop.safetensors");
+    let tensors = StateDict::read_safetensors(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta: HashMap<String, String> = md.metadata().clone().unwrap_or_default();
+    assert_eq!(meta.get("targets").map(String::as_str), Some("[1, 2]"));
+    assert_eq!(
+        meta.get("input_shape").map(String::as_str),
+        Some("[2, 3, 128, 128]")
+    );
+    tensors
+}
+
+/// Guided Backpropagation against Captum (every ReLU-type activation guided), in float64
+/// at the gradient family's tolerance and in float32 at a float32-sized one; the plain
+/// gradient must fail the comparison clearly.
+fn check_guided_backprop(case: &Case) {
+    let fixture = guided_fixture();
+    let want: Vec<f64> = fixture
+        .get(case.name)
+        .unwrap_or_else(|| panic!("{}: no guided-backprop map in the fixture", case.name))
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let methods = [
+        Method::parse("guided-backprop", &params_for(case)).unwrap(),
+        Method::Gradient,
+    ];
+    let mut failures = Vec::new();
+    for (dtype, max_rel, min_r) in [
+        (FloatDType::F64, 1e-3, 0.9999),
+        (FloatDType::F32, 3e-2, 0.999),
+    ] {
+        let m = case.model(dtype);
+        let maps = explain_batch(&m, input(dtype), &TARGETS, &methods).unwrap();
+        let mut maps = maps.into_iter().map(channel_sum);
+        let (guided, gradient) = (maps.next().unwrap(), maps.next().unwrap());
+        let label = format!("guided-backprop [{dtype:?}]");
+        failures.extend(compare(case.name, &label, &guided, &want, max_rel, min_r));
+        let off = agreement(&gradient, &want).rel_l2;
+        eprintln!(
+            "{:>18} {:<40} rel L2 {off:.2e}",
+            case.name,
+            format!("gradient vs guided-backprop [{dtype:?}]")
+        );
+        if off <= 0.1 {
+            failures.push(format!(
+                "{} [{dtype:?}]: the plain gradient is within rel L2 {off:.3e} of the guided \
+                 reference: the test could not tell them apart",
+                case.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 macro_rules! reference_tests {
     ($($test:ident: $case:literal, $arch:expr;)*) => {$(
         mod $test {
@@ -453,6 +524,11 @@ macro_rules! reference_tests {
             #[test]
             fn lrp_equals_zennit() {
                 check_lrp(&load($case, $arch));
+            }
+
+            #[test]
+            fn guided_backprop_equals_captum() {
+                check_guided_backprop(&load($case, $arch));
             }
         }
     )*};
