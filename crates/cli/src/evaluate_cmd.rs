@@ -6,6 +6,8 @@ use leukex_data::LabelTable;
 use leukex_evaluate::{EvaluateOptions, Mode, Region, evaluate_dir};
 use std::path::PathBuf;
 
+use crate::model_metrics::{self, ModelMetricsArgs};
+
 #[derive(Args)]
 pub struct EvaluateArgs {
     /// Heat maps in the layout of `leukex explain`: MAPS/<model-id>/<stem>/<method-id>.npy.
@@ -45,9 +47,11 @@ pub struct EvaluateArgs {
     /// Bootstrap resamples for the confidence intervals.
     #[arg(long, default_value_t = 2000)]
     bootstrap: usize,
-    /// Output folder: per_image.csv, summary.csv, summary.json, tables.md.
+    /// Output folder: per_image.csv, summary.csv, summary.json, tables.md (with --model also faithfulness.csv, sanity.csv, model_metrics.json/.md).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    model_metrics: ModelMetricsArgs,
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
@@ -62,8 +66,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         opts.modes = args.modes;
     }
     opts.region = Region::parse(&args.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
-    opts.models = args.models;
-    opts.methods = args.methods;
+    opts.models = args.models.clone();
+    opts.methods = args.methods.clone();
     opts.resize_maps = args.resize_maps;
     opts.baselines = !args.no_baselines;
     opts.seed = args.seed;
@@ -78,6 +82,21 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     );
     for f in &report.files {
         println!("wrote {}", f.display());
+    }
+    if args.model_metrics.enabled() {
+        let files = model_metrics::run(
+            &args.model_metrics,
+            &args.maps,
+            args.methods.as_deref(),
+            !args.no_baselines,
+            args.seed,
+            args.bootstrap,
+            &args.out,
+        )
+        .context("model metrics (--model)")?;
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
     }
     Ok(())
 }

@@ -35,12 +35,13 @@ use leukex_evaluate::run::label_from_stem;
 use leukex_explain::cam::CamError;
 use leukex_explain::gradient::IgRule;
 use leukex_explain::lrp::lrp_with_conservation;
+use leukex_explain::preset::{PAPER_ASSUMPTIONS, PAPER_METHODS, PAPER_PRESET};
 use leukex_explain::resize::resize_bilinear;
 use leukex_explain::run::{ExplainOptions, explain_batch_with};
-use leukex_explain::{InitRelevance, Score};
 use leukex_explain::{
-    METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS, Target, default_layer, scale_and_resize,
+    CamStyle, METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS, Target, default_layer,
 };
+use leukex_explain::{InitRelevance, Score};
 use leukex_models::predict::softmax;
 use rayon::prelude::*;
 use serde_json::{Value, json};
@@ -51,7 +52,7 @@ use crate::model_cmd::{ModelArgs, ResolvedModel, has_ext, image_paths};
 pub struct ExplainArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b, deep-taylor (z+ without bias on every conv and dense layer: the rule of iNNvestigate's deep_taylor), deep-taylor-bounded (the same with zB and the input bounds on the first conv: deep_taylor.bounded).
+    /// Methods (repeatable or comma-separated; `all` = every method except the opt-in score-cam): gradient, input-x-gradient, integrated-gradients, smoothgrad, guided-backprop (only positive gradient through every ReLU/ReLU6), grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam (one forward pass per channel of the layer: slow), lrp-0, lrp-epsilon, lrp-zplus, lrp-alpha2-beta1, lrp-alpha1-beta0, lrp-gamma, lrp-epsilon-plus-flat, lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1, lrp-epsilon-plus, lrp-preset-a, lrp-preset-b, deep-taylor (z+ without bias on every conv and dense layer: the rule of iNNvestigate's deep_taylor), deep-taylor-bounded (the same with zB and the input bounds on the first conv: deep_taylor.bounded).
     #[arg(long = "method", value_delimiter = ',')]
     methods: Vec<String>,
     /// A custom LRP composite (repeatable), e.g. first=flat,conv=alpha2-beta1,dense=epsilon:0.1 (targets conv, dense, first, name:<layer>); its id is lrp-custom_<spec>.
@@ -102,8 +103,14 @@ pub struct ExplainArgs {
     /// Keep the colour channels: gradient and LRP maps as [3, H, W] instead of summed to [H, W] (CAMs stay [H, W]).
     #[arg(long)]
     keep_channels: bool,
-    /// CAMs as computed: layer resolution, no min-max scaling, no resampling.
-    #[arg(long)]
+    /// How CAMs are finished: pytorch-grad-cam (min-max, bilinear to the input, min-max), matlab (MATLAB gradCAM: softmax score, bicubic imresize to the input, no scaling; method ids get _matlab) or raw (layer resolution, no scaling, no resampling).
+    #[arg(long, default_value = "pytorch-grad-cam", value_parser = parse_cam_style)]
+    cam_style: CamStyle,
+    /// The conventions of the paper's tools: methods lrp-epsilon, deep-taylor, input-x-gradient, grad-cam (unless --method is given), LRP and Deep Taylor as iNNvestigate computes them (--innvestigate-compat, epsilon 1e-7, logit start), MATLAB gradCAM style for the CAMs; the assumptions are written into explain.json.
+    #[arg(long, conflicts_with_all = ["score", "init_relevance", "cam_style", "cam_raw"])]
+    paper: bool,
+    /// Same as --cam-style raw.
+    #[arg(long, conflicts_with = "cam_style")]
     cam_raw: bool,
     /// Write only the .npy maps and explain.json, no PNG renderings.
     #[arg(long)]
@@ -117,11 +124,20 @@ pub struct ExplainArgs {
     /// Where LRP starts: onehot (1 at the target, Zennit) or score (the target's logit, iNNvestigate; a negative logit flips the map).
     #[arg(long, default_value = "onehot", value_parser = parse_init_relevance)]
     init_relevance: InitRelevance,
+    /// LRP methods (Deep Taylor too): compute them as iNNvestigate 2.1.2 does instead of the conservative default: its rule forms (whole bias in both alpha-beta terms, no bias in z+ / w^2 / zB, safe_divide stabiliser, lrp-epsilon's default epsilon 1e-7), BatchNorm as a layer of its own; Deep Taylor copies relevance into both branches of a residual sum, spreads it evenly in average pools and starts from ReLU(logit). Ids get _innvestigate. Use with --init-relevance score for iNNvestigate's start.
+    #[arg(long)]
+    innvestigate_compat: bool,
 }
 
 fn parse_score(s: &str) -> Result<Score, String> {
     Score::parse(s)
         .ok_or_else(|| format!("unknown score {s:?} (expected logit, softmax or logit-diff)"))
+}
+
+fn parse_cam_style(s: &str) -> Result<CamStyle, String> {
+    CamStyle::parse(s).ok_or_else(|| {
+        format!("unknown CAM style {s:?} (expected pytorch-grad-cam, matlab or raw)")
+    })
 }
 
 fn parse_init_relevance(s: &str) -> Result<InitRelevance, String> {
@@ -190,11 +206,26 @@ struct Palettes {
     jet: Colormap,
 }
 
-pub fn run(a: ExplainArgs) -> Result<()> {
+pub fn run(mut a: ExplainArgs) -> Result<()> {
     let t_start = Instant::now();
+    if a.cam_raw {
+        a.cam_style = CamStyle::Raw;
+    }
+    if a.paper {
+        if a.methods.is_empty() && a.composites.is_empty() {
+            a.methods = PAPER_METHODS.iter().map(|m| m.to_string()).collect();
+        }
+        a.epsilon = a.epsilon.or(Some(PAPER_PRESET.epsilon));
+        a.score = PAPER_PRESET.score;
+        a.init_relevance = PAPER_PRESET.init_relevance;
+        a.cam_style = PAPER_PRESET.cam_style;
+        a.innvestigate_compat = PAPER_PRESET.innvestigate_compat;
+    }
+    let cam_style = a.cam_style;
     let options = ExplainOptions {
         score: a.score,
         init_relevance: a.init_relevance,
+        cam_style,
     };
     if a.batch == 0 {
         bail!("--batch must be at least 1");
@@ -230,7 +261,11 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         .map(|m| {
             let mut id = m.id(&params);
             let is_lrp = matches!(m, Method::Lrp { .. });
-            if !is_lrp && a.score != Score::Logit {
+            let is_cam = m.is_cam();
+            if is_cam && cam_style == CamStyle::Matlab {
+                // MATLAB's style fixes the score (softmax): one suffix says both.
+                id = format!("{id}_matlab");
+            } else if !is_lrp && a.score != Score::Logit {
                 id = format!("{id}_{}", a.score.as_str());
             }
             if is_lrp && a.init_relevance != InitRelevance::OneHot {
@@ -377,9 +412,8 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                 .into_iter()
                 .zip(&ms)
                 .map(|(m, method)| {
-                    let is_cam = method.is_cam();
-                    let m = if is_cam && !a.cam_raw {
-                        scale_and_resize(m, h, w)
+                    let m = if method.is_cam() {
+                        cam_style.finish(m, h, w)
                     } else {
                         m
                     };
@@ -409,7 +443,7 @@ pub fn run(a: ExplainArgs) -> Result<()> {
                             (c, v.to_vec())
                         };
                         let resample = matches!(source, Source::Images)
-                            && !(is_cam && a.cam_raw)
+                            && !(is_cam && cam_style == CamStyle::Raw)
                             && [mh, mw] != it.size;
                         let ([oh, ow], v) = if resample {
                             let [oh, ow] = it.size;
@@ -544,15 +578,20 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         "target": a.target,
         "score": a.score,
         "init_relevance": a.init_relevance,
+        "cam_style": cam_style,
+        "preset": a.paper.then(|| json!({
+            "name": "paper",
+            "assumptions": PAPER_ASSUMPTIONS,
+        })),
         "methods": method_entries,
         "maps": {
             "dtype": "float32",
             "size": map_size,
             "channels": if a.keep_channels { "kept ([3, H, W]; CAMs [H, W])" } else { "summed ([H, W])" },
-            "cam": if a.cam_raw {
-                "raw: layer resolution, not scaled, not resampled"
-            } else {
-                "pytorch-grad-cam's scale_cam_image: (cam - min) / (1e-7 + max), bilinear to the network input, then to the map size"
+            "cam": match cam_style {
+                CamStyle::Raw => "raw: layer resolution, not scaled, not resampled",
+                CamStyle::PytorchGradCam => "pytorch-grad-cam's scale_cam_image: (cam - min) / (1e-7 + max), bilinear to the network input, then to the map size",
+                CamStyle::Matlab => "MATLAB gradCAM: softmax score, no scaling, bicubic imresize to the network input (cubic overshoot kept), then bilinear to the map size",
             },
         },
         "batch": a.batch,
@@ -699,6 +738,7 @@ fn method_params(a: &ExplainArgs, bounds: (Vec<f64>, Vec<f64>)) -> Result<Method
         layer: a.layer.clone(),
         score_cam_batch: a.score_cam_batch,
         bounds: Some(bounds),
+        innvestigate: a.innvestigate_compat,
     })
 }
 
@@ -740,7 +780,11 @@ fn parse_methods(
     for spec in composites {
         let m = Method::custom_composite(spec, Some((&bounds.0, &bounds.1)))
             .map_err(|e| anyhow!("--composite {spec:?}: {e}"))?;
-        push(m);
+        push(if params.innvestigate {
+            m.innvestigate_compat()
+        } else {
+            m
+        });
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@ mod evaluate_cmd;
 mod explain_cmd;
 mod fetch_cmd;
 mod model_cmd;
+mod model_metrics;
 mod progress;
 mod train_cmd;
 

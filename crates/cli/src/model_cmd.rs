@@ -78,6 +78,17 @@ pub struct ResolvedModel {
 }
 
 impl ModelArgs {
+    /// The model of a `leukex train` run folder (or its model.json), as `--model RUN`.
+    pub fn run_folder(path: &Path) -> Self {
+        Self {
+            model: Some(path.to_path_buf()),
+            arch: None,
+            weights: None,
+            num_classes: None,
+            transform_input: false,
+        }
+    }
+
     pub fn resolve(&self) -> Result<ResolvedModel> {
         let Some(model) = &self.model else {
             // clap requires both when --model is absent.

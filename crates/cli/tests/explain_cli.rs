@@ -520,3 +520,113 @@ fn deep_taylor_gets_the_input_bounds_and_the_lrp_rendering() {
     }
     assert_ne!(maps[0], maps[1], "the bounds had no effect");
 }
+
+#[test]
+fn paper_preset_uses_the_tools_conventions_and_matlab_grad_cam() {
+    // --paper: the paper's four methods with iNNvestigate's and MATLAB's conventions, the
+    // assumptions in explain.json; Grad-CAM as MATLAB's gradCAM (softmax, bicubic, no
+    // scaling), which the library reproduces with CamStyle::Matlab.
+    use leukex_explain::run::{ExplainOptions, explain_batch_with};
+    use leukex_explain::{CamStyle, InitRelevance, Score};
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let shape = [1usize, 3, 64, 64];
+    let x = input_value(&shape);
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &x).unwrap();
+    let out = tmp.path().join("maps");
+    let o = explain(&w, &["--input", s(&input), "--out", s(&out), "--paper"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j = read_json(&out.join("r18/explain.json"));
+    assert_eq!(j["preset"]["name"], "paper", "{j}");
+    assert_eq!(j["preset"]["assumptions"].as_array().unwrap().len(), 7);
+    assert_eq!(j["cam_style"], "matlab");
+    assert_eq!(j["init_relevance"], "score");
+    let ids: Vec<&str> = j["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    for (id, name) in ids[..2].iter().zip(["lrp-epsilon", "deep-taylor"]) {
+        assert!(
+            id.starts_with(name) && id.contains("innvestigate") && id.contains("init-score"),
+            "{id}"
+        );
+    }
+    assert_eq!(ids[2], "input-x-gradient");
+    assert_eq!(ids[3], "grad-cam_matlab");
+
+    let model = Classifier::from_file(
+        &ModelConfig::new(Arch::ResNet18, 2),
+        &w,
+        &Default::default(),
+    )
+    .unwrap()
+    .valid();
+    let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &Default::default());
+    let targets = leukex_explain::predicted(&model.forward(xt.clone()));
+    let cam = Method::parse("grad-cam", &MethodParams::default()).unwrap();
+    let options = ExplainOptions {
+        score: Score::Logit,
+        init_relevance: InitRelevance::Score,
+        cam_style: CamStyle::Matlab,
+    };
+    let raw = explain_batch_with(
+        &model,
+        xt.clone(),
+        &targets,
+        std::slice::from_ref(&cam),
+        &options,
+    )
+    .unwrap()
+    .remove(0);
+    let want = CamStyle::Matlab
+        .finish(raw, 64, 64)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let got = check_map(&out.join("r18/x_0/grad-cam_matlab.npy"), &[64, 64]);
+    let scale = want.iter().fold(0f32, |a, b| a.max(b.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+    assert!(err <= 1e-5 * scale, "max error {err} of {scale}");
+    // Not the pytorch-grad-cam map: not scaled to [0, 1], and from the softmax gradient.
+    let max = got.iter().copied().fold(f32::MIN, f32::max);
+    assert!(
+        (max - 1.0).abs() > 1e-3,
+        "MATLAB's map is not min-max scaled"
+    );
+    let logit_style = ExplainOptions {
+        cam_style: CamStyle::PytorchGradCam,
+        ..options
+    };
+    let lib = explain_batch_with(&model, xt, &targets, &[cam], &logit_style)
+        .unwrap()
+        .remove(0);
+    let lib = scale_and_resize(lib, 64, 64)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let differs = lib.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-3);
+    assert!(differs, "the MATLAB style changed nothing");
+
+    // The preset fixes the conventions: contradicting them is an error.
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--paper",
+            "--score",
+            "softmax",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--score"), "{}", text(&o));
+}
