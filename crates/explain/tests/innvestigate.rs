@@ -255,25 +255,6 @@ fn vgg19_equals_innvestigate_with_compat() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// What the compatibility mode changes here: the default (Zennit-equal) methods against
-/// iNNvestigate's maps, printed, nothing asserted (run with `--ignored --nocapture`; several
-/// minutes).
-#[test]
-#[ignore = "measurement only; several minutes"]
-fn vgg19_default_methods_against_innvestigate() {
-    let f = fixture();
-    let (m, x, targets, bounds) = (model(&f), input(&f), f.targets(), f.bounds());
-    for key in KEYS {
-        let (got, _) = run(&m, &x, &targets, &method(key, &bounds, false));
-        let want = f.get(key);
-        eprintln!(
-            "{key:<22} default: rel L2 {:.2e}  Pearson {:.7}",
-            rel_l2(&got, &want),
-            pearson(&got, &want)
-        );
-    }
-}
-
 /// The rows of the compatibility mode VGG-19 does not reach (BatchNorm as its own layer,
 /// residual sums, global average pooling), run on ResNet18: finite, non-zero, different from
 /// the default, and Deep Taylor's copying at residual sums visible in its relevance sum. No
