@@ -89,6 +89,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             &args.maps,
             args.methods.as_deref(),
             !args.no_baselines,
+            opts.region,
             args.seed,
             args.bootstrap,
             &args.out,

@@ -8,7 +8,9 @@
 //! of `leukex explain` lie on the original image's grid; for faithfulness they are resized
 //! bilinearly to the network input, whose pixels are perturbed. The score followed is the
 //! softmax probability of the explained class (Quantus's `softmax=True` default; the class
-//! from explain.json, else the predicted one).
+//! from explain.json, else the predicted one). Unless `--no-baselines`, a random map and the
+//! oracle map (1 on `--region` of the image's mask, 0 elsewhere) are measured beside the
+//! methods, as in the morphology tables.
 //!
 //! Outputs (beside the morphology tables): `faithfulness.csv` (one row per model × method ×
 //! image × metric), `faithfulness_curves.json`, `sanity.csv` (one row per method × step ×
@@ -27,11 +29,13 @@ use leukex_data::fsutil::{write_bytes_atomic, write_json_atomic};
 use leukex_data::image_io::read_rgb;
 use leukex_data::npy;
 use leukex_data::preprocess::Preprocessing;
+use leukex_data::{LabelTable, MorphologyMask};
+use leukex_evaluate::Region;
 use leukex_evaluate::faithfulness::{
     Baseline, Classifier as Scorer, Image, InsertionOptions, PixelFlippingOptions, RegionOrder,
     RegionPerturbationOptions, RoadOptions, insertion, pixel_flipping, region_perturbation, road,
 };
-use leukex_evaluate::localisation::random_map;
+use leukex_evaluate::localisation::{oracle_map, random_map};
 use leukex_evaluate::sanity::{MprtResult, SimilarityOptions};
 use leukex_evaluate::stats::bootstrap_mean_ci;
 use leukex_explain::resize::resize_bilinear;
@@ -110,14 +114,19 @@ struct Item {
     /// Original image grid (the maps' grid).
     size: [usize; 2],
     target: usize,
+    /// The oracle map (1 on the region, 0 elsewhere) on the original grid, when the image
+    /// has a mask.
+    oracle: Option<Vec<f32>>,
 }
 
 /// Runs the model metrics on `maps/<run name>/` and writes them into `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     a: &ModelMetricsArgs,
     maps: &Path,
     methods_filter: Option<&[String]>,
     baselines: bool,
+    region: Region,
     seed: u64,
     resamples: usize,
     out: &Path,
@@ -181,7 +190,7 @@ pub fn run(
     let stems = subset(stems, a.subset, seed);
 
     let t_read = Instant::now();
-    let items = read_items(&stems, &ds, &prep, &model, explain_json.as_ref())?;
+    let items = read_items(&stems, &ds, &prep, &model, explain_json.as_ref(), region)?;
     eprintln!(
         "model metrics: {} images of {} ({:.1} s to read and classify)",
         items.len(),
@@ -258,7 +267,12 @@ fn read_items(
     prep: &Preprocessing,
     model: &Classifier,
     explain_json: Option<&Value>,
+    region: Region,
 ) -> Result<Vec<Item>> {
+    let table = ds
+        .label_table
+        .clone()
+        .unwrap_or_else(LabelTable::leukex_written);
     let mut items = Vec::with_capacity(stems.len());
     for stem in stems {
         let i = ds.find_stem(stem).with_context(|| {
@@ -273,11 +287,30 @@ fn read_items(
                 argmax(&p)
             }
         };
+        let size = [img.height() as usize, img.width() as usize];
+        let oracle = match &ds.samples[i].mask {
+            Some(path) => {
+                let mask = MorphologyMask::read_png(path, &table)?;
+                if [mask.height() as usize, mask.width() as usize] != size {
+                    bail!(
+                        "{}: mask of {}x{} for an image of {}x{}",
+                        path.display(),
+                        mask.height(),
+                        mask.width(),
+                        size[0],
+                        size[1]
+                    );
+                }
+                Some(oracle_map(&mask, region))
+            }
+            None => None,
+        };
         items.push(Item {
             stem: stem.clone(),
             x,
-            size: [img.height() as usize, img.width() as usize],
+            size,
             target,
+            oracle,
         });
     }
     Ok(items)
@@ -405,6 +438,10 @@ fn faithfulness(
                 "@random".to_string(),
                 random_map(h * w, seed ^ fnv(&it.stem)),
             ));
+            if let Some(o) = &it.oracle {
+                let [oh, ow] = it.size;
+                maps.push(("@oracle".to_string(), resize_bilinear(o, oh, ow, h, w)));
+            }
         }
         let image = Image::new(&it.x, c, h, w)?;
         for (id, map) in &maps {

@@ -107,10 +107,10 @@ fn faithfulness_and_randomisation_with_the_model() {
     let o = evaluate(&out);
     assert!(o.status.success(), "{}", text(&o));
 
-    // 2 images × (2 methods + the random map) × 4 metrics.
+    // 2 images × (2 methods + the random map + the oracle map) × 4 metrics.
     let f = lines(&out.join("faithfulness.csv"));
     assert_eq!(f[0], "model,method,stem,target,metric,value");
-    assert_eq!(f.len(), 1 + 2 * 3 * 4, "{f:?}");
+    assert_eq!(f.len(), 1 + 2 * 4 * 4, "{f:?}");
     let mut methods = std::collections::BTreeSet::new();
     for row in &f[1..] {
         let cols: Vec<&str> = row.split(',').collect();
@@ -121,7 +121,7 @@ fn faithfulness_and_randomisation_with_the_model() {
     }
     assert_eq!(
         methods.into_iter().collect::<Vec<_>>(),
-        ["@random", "grad-cam", "gradient"]
+        ["@oracle", "@random", "grad-cam", "gradient"]
     );
 
     // MPRT: the original (1 per image), then ResNet18's six groups from the output side.
