@@ -6,40 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{leukex, s, text};
-use leukex_models::closed_form::closed_form_state_dict;
-use leukex_models::{Arch, Classifier, ModelConfig};
-use leukex_train::run::MODEL_CARD_FORMAT;
-use leukex_train::{ModelCard, TrainConfig, preprocessing_for};
-
-fn fake_run(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = ModelConfig::new(Arch::ResNet18, 2);
-    let model = Classifier::new(&config, &Default::default());
-    let sd = closed_form_state_dict(&model, None);
-    std::fs::write(dir.join("model.safetensors"), sd.to_safetensors(&[])).unwrap();
-    let prep = preprocessing_for(Arch::ResNet18, 48);
-    let mut hyper = TrainConfig::paper(Arch::ResNet18);
-    hyper.image_size = 48;
-    let card = ModelCard {
-        format: MODEL_CARD_FORMAT.into(),
-        model: config,
-        classes: vec!["healthy".into(), "blast".into()],
-        positive_class: 1,
-        preprocessing: prep,
-        weights: "model.safetensors".into(),
-        initial_weights: "closed-form (test)".into(),
-        split_hash: "test".into(),
-        hyper_parameters: hyper,
-        best_epoch: 1,
-        code_version: "test".into(),
-    };
-    std::fs::write(
-        dir.join("model.json"),
-        serde_json::to_string_pretty(&card).unwrap(),
-    )
-    .unwrap();
-}
+use common::{fake_run, leukex, s, text};
+use leukex_models::Arch;
+use leukex_train::preprocessing_for;
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -56,7 +25,7 @@ fn faithfulness_and_randomisation_with_the_model() {
     let o = leukex(&["synth", "--out", s(&data), "--n", "4", "--size", "48"]);
     assert!(o.status.success(), "{}", text(&o));
     let run = tmp.path().join("r18run");
-    fake_run(&run);
+    fake_run(&run, preprocessing_for(Arch::ResNet18, 48));
     let maps = tmp.path().join("maps");
     let o = leukex(&[
         "explain",
@@ -168,7 +137,7 @@ fn faithfulness_and_randomisation_with_the_model() {
 
     // A run whose maps are not there: the error names the folder.
     let other = tmp.path().join("other");
-    fake_run(&other);
+    fake_run(&other, preprocessing_for(Arch::ResNet18, 48));
     let o = leukex(&[
         "evaluate",
         "--maps",

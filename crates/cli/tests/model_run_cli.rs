@@ -7,48 +7,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{leukex, s, text};
+use common::{CLASSES, fake_run, leukex, s, text};
 use leukex_data::image_io::read_rgb;
 use leukex_data::npy;
 use leukex_data::preprocess::{Normalization, Preprocessing};
-use leukex_models::closed_form::closed_form_state_dict;
 use leukex_models::{Arch, Classifier, ModelConfig, predict};
-use leukex_train::run::MODEL_CARD_FORMAT;
-use leukex_train::{ModelCard, TrainConfig, preprocessing_for};
+use leukex_train::preprocessing_for;
 use serde_json::Value;
-
-const CLASSES: [&str; 2] = ["healthy", "blast"];
-
-/// `dir` as a run folder of a 2-class ResNet18: `model.safetensors` (closed-form
-/// weights) and `model.json` with `prep`.
-fn fake_run(dir: &Path, prep: Preprocessing) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = ModelConfig::new(Arch::ResNet18, 2);
-    let model = Classifier::new(&config, &Default::default());
-    let sd = closed_form_state_dict(&model, None);
-    std::fs::write(dir.join("model.safetensors"), sd.to_safetensors(&[])).unwrap();
-    let mut hyper = TrainConfig::paper(Arch::ResNet18);
-    hyper.image_size = prep.size[0];
-    let card = ModelCard {
-        format: MODEL_CARD_FORMAT.into(),
-        model: config,
-        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
-        positive_class: 1,
-        preprocessing: prep,
-        weights: "model.safetensors".into(),
-        initial_weights: "closed-form (test)".into(),
-        split_hash: "test".into(),
-        hyper_parameters: hyper,
-        best_epoch: 1,
-        code_version: "test".into(),
-    };
-    std::fs::write(
-        dir.join("model.json"),
-        serde_json::to_string_pretty(&card).unwrap(),
-    )
-    .unwrap();
-    dir.to_path_buf()
-}
 
 /// Two small PNGs of different sizes in `dir/imgs`, sorted by name.
 fn images(dir: &Path) -> Vec<PathBuf> {
