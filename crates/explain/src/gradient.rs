@@ -20,8 +20,20 @@ pub fn gradient_with_logits(
     targets: &[usize],
     score: Score,
 ) -> (Tensor<4>, Tensor<2>) {
+    input_gradient(x, targets, score, |x| model.forward(x))
+}
+
+/// d score[target] / d input through `forward`, and the logits: the plain gradient with
+/// the model's own forward pass, a rule-modified one (Guided Backpropagation) with a
+/// forward pass whose operations have modified backward passes.
+pub(crate) fn input_gradient(
+    x: Tensor<4>,
+    targets: &[usize],
+    score: Score,
+    forward: impl FnOnce(Tensor<4>) -> Tensor<2>,
+) -> (Tensor<4>, Tensor<2>) {
     let x = x.inner().autodiff().require_grad();
-    let logits = model.forward(x.clone());
+    let logits = forward(x.clone());
     let grads = score.objective(logits.clone(), targets).backward();
     let g = x
         .grad(&grads)

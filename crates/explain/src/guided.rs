@@ -42,6 +42,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use leukex_models::{Classifier, Ops};
 
+use crate::gradient::input_gradient;
 use crate::target::Score;
 
 /// The upper clip of ReLU6.
@@ -176,13 +177,7 @@ pub fn guided_backprop_with_logits(
     targets: &[usize],
     score: Score,
 ) -> (Tensor<4>, Tensor<2>) {
-    let x = x.inner().autodiff().require_grad();
-    let logits = model.forward_ops(x.clone(), &mut GuidedOps);
-    let grads = score.objective(logits.clone(), targets).backward();
-    let g = x
-        .grad(&grads)
-        .unwrap_or_else(|| x.clone().inner().zeros_like());
-    (g, logits.inner())
+    input_gradient(x, targets, score, |x| model.forward_ops(x, &mut GuidedOps))
 }
 
 /// Guided Backpropagation of the target logit (Captum `GuidedBackprop`, with every
