@@ -170,11 +170,31 @@ pub fn run(
             model_dir.display()
         );
     }
+    // The MPRT methods are checked before any work.
+    let params = MethodParams {
+        bounds: Some(input_bounds(&prep.normalization)),
+        ..Default::default()
+    };
+    let sanity_methods: Vec<Method> = a
+        .sanity
+        .iter()
+        .map(|n| Method::parse(n.trim(), &params).map_err(|e| anyhow!("--sanity: {e}")))
+        .collect::<Result<_>>()?;
     let ds = Dataset::open(data, &Default::default())
         .with_context(|| format!("--data {}", data.display()))?;
-    let explain_json: Option<Value> = std::fs::read_to_string(model_dir.join("explain.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    // explain.json names the explained class of each image; without it (maps written by
+    // other tools) the predicted class is explained. A file that is there must be readable.
+    let explain_path = model_dir.join("explain.json");
+    let explain_json: Option<Value> = if explain_path.is_file() {
+        let text = std::fs::read_to_string(&explain_path)
+            .with_context(|| format!("cannot read {}", explain_path.display()))?;
+        Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", explain_path.display()))?,
+        )
+    } else {
+        None
+    };
 
     // The subset: images with maps, seeded.
     let mut stems: Vec<String> = std::fs::read_dir(&model_dir)
@@ -231,6 +251,7 @@ pub fn run(
             &model,
             &resolved,
             &prep,
+            &sanity_methods,
             &items,
             seed,
             resamples,
@@ -533,21 +554,12 @@ fn sanity(
     model: &Classifier,
     resolved: &ResolvedModel,
     prep: &Preprocessing,
+    methods: &[Method],
     items: &[Item],
     seed: u64,
     resamples: usize,
 ) -> Result<(String, Value)> {
     let [h, w] = prep.size.map(|s| s as usize);
-    let bounds = input_bounds(&prep.normalization);
-    let params = MethodParams {
-        bounds: Some(bounds),
-        ..Default::default()
-    };
-    let methods: Vec<Method> = a
-        .sanity
-        .iter()
-        .map(|n| Method::parse(n.trim(), &params).map_err(|e| anyhow!("--sanity: {e}")))
-        .collect::<Result<_>>()?;
     let n = items.len();
     let x: Vec<f32> = items.iter().flat_map(|it| it.x.clone()).collect();
     let targets: Vec<usize> = items.iter().map(|it| it.target).collect();
@@ -560,8 +572,8 @@ fn sanity(
                 TensorData::new(bx.to_vec(), [b, 3, h, w]),
                 &Device::default(),
             );
-            let maps = explain_batch_with(m, t, bt, &methods, &ExplainOptions::default())?;
-            for (mi, (map, method)) in maps.into_iter().zip(&methods).enumerate() {
+            let maps = explain_batch_with(m, t, bt, methods, &ExplainOptions::default())?;
+            for (mi, (map, method)) in maps.into_iter().zip(methods).enumerate() {
                 let map = if method.is_cam() {
                     scale_and_resize(map, h, w)
                 } else {

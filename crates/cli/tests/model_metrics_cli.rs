@@ -153,4 +153,36 @@ fn faithfulness_and_randomisation_with_the_model() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("no maps of this model"), "{}", text(&o));
+
+    // An unknown MPRT method is refused before any work; an unreadable explain.json
+    // is an error naming it, not a silent switch to the predicted class.
+    let masks = data.join("masks");
+    let bad = |extra: &[&str]| {
+        let out = tmp.path().join("eval4");
+        let mut args = vec![
+            "evaluate",
+            "--maps",
+            s(&maps),
+            "--masks",
+            s(&masks),
+            "--out",
+            s(&out),
+            "--model",
+            s(&run),
+            "--data",
+            s(&data),
+            "--subset",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        leukex(&args)
+    };
+    let o = bad(&["--sanity", "no-such-method"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--sanity"), "{}", text(&o));
+    assert!(!tmp.path().join("eval4/faithfulness.csv").exists());
+    std::fs::write(maps.join("r18run/explain.json"), "{").unwrap();
+    let o = bad(&[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("explain.json"), "{}", text(&o));
 }
