@@ -9,6 +9,9 @@
 //! ROAD's correct/incorrect flags and imputation steps exactly. The model runs
 //! in f64 here and in float32 in torch; the differences measured are printed.
 
+mod common;
+
+use common::{f64s, fixture, read_json};
 use leukex_evaluate::faithfulness::{
     Baseline, Classifier, Image, InsertionOptions, PixelFlippingOptions, RegionOrder,
     RegionPerturbationOptions, RoadOptions, insertion, noisy_linear_imputation, pixel_flipping,
@@ -17,29 +20,10 @@ use leukex_evaluate::faithfulness::{
 use leukex_evaluate::{BoxError, rank::descending_order};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 const TOL: f64 = 1e-4;
 const HIDDEN: usize = 8;
 const CLASSES: usize = 4;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn json() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("faithfulness.json")).unwrap()).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 /// The generator's closed-form MLP (float32 weights, bit for bit).
 struct Mlp {
@@ -252,7 +236,7 @@ fn case<'a>(sets: &'a HashMap<String, Set>, c: &Value) -> Case<'a> {
 /// metric that ignored the map could not pass.
 #[test]
 fn references_tell_the_maps_apart() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let find = |metric: &str, image: u64, map: &str, extra: &dyn Fn(&Value) -> bool| -> f64 {
         j[metric]
             .as_array()
@@ -315,7 +299,7 @@ fn references_tell_the_maps_apart() {
 
 #[test]
 fn pixel_flipping_equals_quantus() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let mut worst = Worst::default();
     let mut n = 0;
@@ -347,7 +331,7 @@ fn pixel_flipping_equals_quantus() {
 
 #[test]
 fn pixel_flipping_fails_on_the_wrong_map() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let c = j["pixel_flipping"]
         .as_array()
@@ -373,7 +357,7 @@ fn pixel_flipping_fails_on_the_wrong_map() {
 
 #[test]
 fn region_perturbation_equals_quantus() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let mut worst = Worst::default();
     let mut n = 0;
@@ -400,7 +384,7 @@ fn region_perturbation_equals_quantus() {
 
 #[test]
 fn insertion_equals_the_rise_reference() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let mut worst = Worst::default();
     let mut n = 0;
@@ -425,7 +409,7 @@ fn insertion_equals_the_rise_reference() {
 /// With noise 0 (Quantus's noise comes from NumPy's global generator).
 #[test]
 fn road_equals_quantus_without_noise() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let mut worst = Worst::default();
     let (mut n, mut quantus_cases) = (0, 0);
@@ -464,7 +448,7 @@ fn road_equals_quantus_without_noise() {
 
 #[test]
 fn imputation_equals_quantus() {
-    let j = json();
+    let j = read_json("faithfulness.json");
     let sets = sets(&j);
     let imp = leukex_data::npy::read_f32(&fixture("faith_imputed.npy")).unwrap();
     let mut worst = 0.0f64;
