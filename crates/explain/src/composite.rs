@@ -64,8 +64,8 @@ pub struct Composite {
 #[serde(tag = "analyzer", rename_all = "kebab-case")]
 pub enum Innvestigate {
     /// `DeepTaylor` / `BoundedDeepTaylor` (`analyzer/deeptaylor.py`): everything without a
-    /// kernel is its gradient (residual sums copy, average pools spread evenly, ReLUs mask),
-    /// BatchNorm gets w² (on an elementwise layer: relevance passes unchanged), the output
+    /// kernel is its gradient (residual sums copy, average pools spread evenly, ReLUs mask,
+    /// BatchNorm scales by `γ/√(σ² + eps)`, see [`BatchNormRule::Gradient`]), the output
     /// goes through a ReLU before the relevance starts.
     DeepTaylor,
     /// The `LRP` analyzers (`analyzer/relevance_based/relevance_analyzer.py`): residual sums
@@ -78,7 +78,7 @@ impl Innvestigate {
     /// The BatchNorm rule of this analyzer family.
     pub fn batch_norm(&self) -> BatchNormRule {
         match self {
-            Innvestigate::DeepTaylor => BatchNormRule::WSquare,
+            Innvestigate::DeepTaylor => BatchNormRule::Gradient,
             Innvestigate::Lrp { batch_norm } => batch_norm.clone(),
         }
     }
@@ -103,8 +103,13 @@ pub enum BatchNormRule {
     /// `AlphaBetaX2m100Rule` on `y'` (the sequential presets): `2·x⁺k⁺R/(x⁺k⁺ + c⁺) −
     /// x⁺k⁻R/(x⁺k⁻ + c⁻)`.
     AlphaBetaX2m100,
-    /// w² on `y'` (Deep Taylor): `k²R/k² = R`, relevance passes unchanged.
-    WSquare,
+    /// The layer's gradient, `R_in = γ/√(σ² + eps)·R` (Deep Taylor). iNNvestigate 2.1.2's
+    /// `DeepTaylor` declares w² on the fused BatchNorm, but its dispatch never reaches it:
+    /// the condition "no kernel, no activation but ReLU" (its gradient mapping) is added
+    /// first and matches a BatchNormalization layer too. The analysis then fails in
+    /// TensorFlow's graph mode, so iNNvestigate itself gives no Deep Taylor map on networks
+    /// with BatchNorm; this is the rule its dispatch selects (not checked against a map).
+    Gradient,
 }
 
 /// Zennit's default ε for dense layers in its composites.

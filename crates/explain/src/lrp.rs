@@ -1,7 +1,7 @@
 //! Layer-wise relevance propagation as one forward pass whose backward pass is the
 //! relevance propagation.
 //!
-//! The model's own forward ([`Classifier::forward_ops`]) runs with [`LrpOps`], which keeps
+//! The model's own forward ([`Network::forward_ops`]) runs with [`LrpOps`], which keeps
 //! every forward value exact but gives each operation the backward pass of its rule:
 //!
 //! ```text
@@ -46,9 +46,10 @@
 //! average pools stay proportional (iNNvestigate's `AddReverseLayer`,
 //! `AveragePoolingReverseLayer`), with its stabiliser. Copying at residual sums makes Deep
 //! Taylor non-conservative on ResNets and EfficientNet: every skip join counts the
-//! relevance of its output twice. On VGG-19 (no BatchNorm, no sum, the 7×7 adaptive pool
-//! the identity at 224 px) only the rule rows apply; `tests/innvestigate.rs` compares those
-//! with iNNvestigate's own maps.
+//! relevance of its output twice. `tests/innvestigate.rs` compares every row with
+//! iNNvestigate's own maps: on VGG-19 (the rule rows) and on small sequential, residual and
+//! BatchNorm networks (the others; Deep Taylor's BatchNorm row excepted: iNNvestigate 2.1.2
+//! fails there, see [`BatchNormRule::Gradient`]).
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
@@ -57,7 +58,7 @@ use burn::tensor::Gradients;
 use burn::tensor::activation;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use leukex_models::{Classifier, Ops, adaptive_avg_pool};
+use leukex_models::{Network, Ops, adaptive_avg_pool};
 
 use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
 use crate::rules::{
@@ -69,7 +70,7 @@ use crate::target::InitRelevance;
 /// starting from a one-hot relevance at the logits (Zennit's `attr_output`). `model` must
 /// be in inference mode (`.valid()`).
 pub fn lrp(
-    model: &Classifier,
+    model: &(impl Network + ?Sized),
     x: Tensor<4>,
     targets: &[usize],
     composite: &Composite,
@@ -81,7 +82,7 @@ pub fn lrp(
 /// [`lrp`] from a chosen starting relevance, also returning the logits of the same
 /// forward pass.
 pub fn lrp_with_logits(
-    model: &Classifier,
+    model: &(impl Network + ?Sized),
     x: Tensor<4>,
     targets: &[usize],
     composite: &Composite,
@@ -116,7 +117,7 @@ pub struct Conservation {
 /// and at the input ([`Conservation`]). One more backward pass than [`lrp`] is not
 /// needed: the sums come from zero probes added in the same pass.
 pub fn lrp_with_conservation(
-    model: &Classifier,
+    model: &(impl Network + ?Sized),
     x: Tensor<4>,
     targets: &[usize],
     composite: &Composite,
@@ -574,8 +575,9 @@ fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tens
         channel(bn.running_mean.value()),
         channel(bn.running_var.value()),
     );
-    let y = (xd.clone() - mean.clone()) / (var.clone() + bn.epsilon).sqrt() * gamma.clone()
-        + beta.clone();
+    // The layer's own slope: its value is `y`, its gradient the slope.
+    let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
+    let y = (xd.clone() - mean.clone()) * slope.clone() + beta.clone();
     // iNNvestigate 2.1.2's "one_linear" fusion, as written there: √(σ⁴ + eps), no γ in c.
     let root = (var.clone() * var + bn.epsilon).sqrt();
     let k = gamma / root.clone();
@@ -585,10 +587,7 @@ fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tens
     let (kp, kn) = (k.clone().clamp_min(0.0), k.clone().clamp_max(0.0));
     let (cp, cn) = (c.clone().clamp_min(0.0), c.clone().clamp_max(0.0));
     let f = match rule {
-        BatchNormRule::WSquare => {
-            let k2 = k.clone() * k;
-            k2.clone() / safe(k2) + xd.zeros_like()
-        }
+        BatchNormRule::Gradient => slope + xd.zeros_like(),
         BatchNormRule::Epsilon { epsilon } => {
             let z = xd.clone() * k.clone() + c;
             xd * k / signed_divisor(z, *epsilon)

@@ -127,6 +127,14 @@ pub trait Ops {
     }
 }
 
+/// A network whose forward pass is written in [`Ops`]: all the explanation engine needs of a
+/// model. [`Classifier`](crate::Classifier) is one; a network written elsewhere (e.g. the
+/// small reference networks of the explanation tests) is explained by the same code.
+pub trait Network {
+    /// Logits `[N, classes]` of `x`, every operation run through `ops`.
+    fn forward_ops(&self, x: Tensor<4>, ops: &mut dyn Ops) -> Tensor<2>;
+}
+
 /// BatchNorm as PyTorch computes it. In inference (and for a frozen layer) this is burn's
 /// `BatchNorm::forward`. In training it normalises with the batch statistics like burn, but
 /// updates `running_var` with the *unbiased* batch variance (`n / (n − 1)` times the

@@ -86,7 +86,7 @@ pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
 use layers::{HookOps, Tap};
-pub use layers::{LayerVisitor, Ops, adaptive_avg_pool, batch_norm};
+pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm};
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
@@ -404,23 +404,7 @@ impl Classifier {
     /// Casts every float parameter and buffer to `dtype` (e.g. `FloatDType::F64` for
     /// reference checks, `F16` for inference); inputs must then use the same dtype.
     pub fn cast_float(self, dtype: FloatDType) -> Self {
-        struct CastFloat(FloatDType);
-        impl ModuleMapper for CastFloat {
-            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let dtype = self.0;
-                // On an autodiff device the cast values must be leaves again (a cast node
-                // would tie every later pass to this one's graph); keep require-grad.
-                p.map(|t| {
-                    if t.is_autodiff() {
-                        let rg = t.is_require_grad();
-                        t.cast(dtype).detach().set_require_grad(rg)
-                    } else {
-                        t.cast(dtype)
-                    }
-                })
-            }
-        }
-        self.map(&mut CastFloat(dtype))
+        cast_float(self, dtype)
     }
 
     /// The classification head and its torchvision name (`fc`, `classifier.6`, `_fc`).
@@ -478,6 +462,34 @@ impl Classifier {
             Classifier::EfficientNetLite0(m) => m.visit_params(v),
         }
     }
+}
+
+impl Network for Classifier {
+    fn forward_ops(&self, x: Tensor<4>, ops: &mut dyn Ops) -> Tensor<2> {
+        Classifier::forward_ops(self, x, ops)
+    }
+}
+
+/// Casts every float parameter and buffer of any module to `dtype` (see
+/// [`Classifier::cast_float`]).
+pub fn cast_float<M: Module>(module: M, dtype: FloatDType) -> M {
+    struct CastFloat(FloatDType);
+    impl ModuleMapper for CastFloat {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            // On an autodiff device the cast values must be leaves again (a cast node
+            // would tie every later pass to this one's graph); keep require-grad.
+            p.map(|t| {
+                if t.is_autodiff() {
+                    let rg = t.is_require_grad();
+                    t.cast(dtype).detach().set_require_grad(rg)
+                } else {
+                    t.cast(dtype)
+                }
+            })
+        }
+    }
+    module.map(&mut CastFloat(dtype))
 }
 
 /// Converts a weights file of any supported format (see [`StateDict::read`]) to
