@@ -216,6 +216,55 @@ pub fn layer_gradients_for(
     })
 }
 
+/// A layer's name with its activations and their gradients (or the probe reading them).
+pub(crate) type AtLayer = (String, Tensor<4>, Tensor<4>);
+
+/// One backward pass for the plain gradient and the CAMs that differentiate the same
+/// `score`: d score[target] / d input `[N, C, H, W]`, and per layer of `layers` its
+/// activations and d score / d activations (zero probes added there change no value, so
+/// each result equals its own pass bit for bit).
+pub(crate) fn gradient_and_layer_gradients(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    layers: &[String],
+    score: Score,
+) -> Result<(Tensor<4>, Vec<AtLayer>), CamError> {
+    let x = x.inner().autodiff().require_grad();
+    // (name, activations, zero probe) per layer.
+    let mut captured: Vec<AtLayer> = Vec::new();
+    let logits = model.forward_with(x.clone(), &mut |name, t| {
+        let wanted = layers.iter().any(|l| l == name);
+        if wanted && !captured.iter().any(|(n, _, _)| n == name) {
+            let probe = t.zeros_like().detach().require_grad();
+            captured.push((name.to_string(), t.clone(), probe.clone()));
+            t + probe
+        } else {
+            t
+        }
+    });
+    if let Some(missing) = layers
+        .iter()
+        .find(|l| !captured.iter().any(|(n, _, _)| n == *l))
+    {
+        return Err(unknown_layer(model, missing));
+    }
+    let grads = score.objective(logits, targets).backward();
+    let input_gradient = x
+        .grad(&grads)
+        .unwrap_or_else(|| x.clone().inner().zeros_like());
+    let layers = captured
+        .into_iter()
+        .map(|(name, activations, probe)| {
+            let gradients = probe
+                .grad(&grads)
+                .unwrap_or_else(|| activations.clone().inner().zeros_like());
+            (name, activations.inner(), gradients)
+        })
+        .collect();
+    Ok((input_gradient, layers))
+}
+
 /// The error for a layer name `model` does not have, listing its last named outputs.
 pub(crate) fn unknown_layer(model: &Classifier, layer: &str) -> CamError {
     let names = model.layer_names();

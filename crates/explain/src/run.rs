@@ -1,6 +1,6 @@
 //! All requested methods for one batch, sharing what can be shared: the plain gradient
-//! pass serves Gradient and Input×Gradient; one pass per target layer serves every CAM
-//! on that layer; each LRP composite, Guided Backpropagation, Integrated Gradients,
+//! pass serves Gradient and Input×Gradient, and the CAMs too when they differentiate the
+//! same score; otherwise one pass per target layer serves every CAM on that layer; each LRP composite, Guided Backpropagation, Integrated Gradients,
 //! SmoothGrad and Score-CAM run their own.
 
 use std::collections::HashMap;
@@ -10,7 +10,9 @@ use leukex_models::Classifier;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cam::{CamError, CamStyle, default_layer, layer_gradients_for};
+use crate::cam::{
+    CamError, CamStyle, default_layer, gradient_and_layer_gradients, layer_gradients_for,
+};
 use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
 use crate::guided::guided_backprop_with_logits;
 use crate::lrp::lrp_with_logits;
@@ -58,8 +60,35 @@ pub fn explain_batch_with(
     let needs_gradient = methods
         .iter()
         .any(|m| matches!(m, Method::Gradient | Method::InputXGradient));
-    let grad = needs_gradient.then(|| gradient_with_logits(model, x.clone(), targets, score).0);
+    let cam_layer = |layer: &Option<String>| {
+        layer
+            .clone()
+            .unwrap_or_else(|| default_layer(model.arch()).to_string())
+    };
     let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
+    // The gradient's backward pass also serves the CAMs when they differentiate the same
+    // score (not with MATLAB-style CAMs on logit gradients).
+    let grad = if !needs_gradient {
+        None
+    } else if cam_score == score {
+        let mut shared: Vec<String> = Vec::new();
+        for m in methods {
+            if let Method::Cam { layer, .. } = m {
+                let layer = cam_layer(layer);
+                if !shared.contains(&layer) {
+                    shared.push(layer);
+                }
+            }
+        }
+        let (g, at_layers) =
+            gradient_and_layer_gradients(model, x.clone(), targets, &shared, score)?;
+        for (name, a, lg) in at_layers {
+            layers.insert(name, (a, lg));
+        }
+        Some(g)
+    } else {
+        Some(gradient_with_logits(model, x.clone(), targets, score).0)
+    };
     let mut out = Vec::with_capacity(methods.len());
     for m in methods {
         let map = match m {
@@ -77,9 +106,7 @@ pub fn explain_batch_with(
                 guided_backprop_with_logits(model, x.clone(), targets, score).0
             }
             Method::Cam { kind, layer } => {
-                let layer = layer
-                    .clone()
-                    .unwrap_or_else(|| default_layer(model.arch()).to_string());
+                let layer = cam_layer(layer);
                 if !layers.contains_key(&layer) {
                     let lg = layer_gradients_for(model, x.clone(), targets, &layer, cam_score)?;
                     layers.insert(layer.clone(), (lg.activations, lg.gradients));
@@ -88,9 +115,7 @@ pub fn explain_batch_with(
                 kind.cam(a, g)
             }
             Method::ScoreCam { layer, batch } => {
-                let layer = layer
-                    .clone()
-                    .unwrap_or_else(|| default_layer(model.arch()).to_string());
+                let layer = cam_layer(layer);
                 score_cam_for(model, x.clone(), targets, &layer, *batch, cam_score)?
             }
             Method::Lrp { composite, .. } => {

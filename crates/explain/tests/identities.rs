@@ -259,3 +259,47 @@ fn deep_taylor_is_zplus_with_the_bias_dropped() {
         );
     }
 }
+
+#[test]
+fn shared_passes_give_the_maps_of_separate_runs() {
+    // explain_batch serves Gradient, Input×Gradient and the CAMs on two layers from one
+    // backward pass when they differentiate the same score: each map must be the one its
+    // method gives alone, bit for bit (float64, ResNet18).
+    use leukex_explain::method::{Method, MethodParams};
+    use leukex_explain::run::{ExplainOptions, explain_batch_with};
+    use leukex_explain::target::Score;
+    let m = model(Arch::ResNet18);
+    let x = input([2, 3, 64, 64]);
+    let targets = [1, 2];
+    let p = MethodParams::default();
+    let mut methods: Vec<Method> = ["gradient", "input-x-gradient", "grad-cam", "layer-cam"]
+        .iter()
+        .map(|n| Method::parse(n, &p).unwrap())
+        .collect();
+    let layer3 = MethodParams {
+        layer: Some("layer3".into()),
+        ..Default::default()
+    };
+    methods.push(Method::parse("grad-cam++", &layer3).unwrap());
+    for score in [Score::Logit, Score::Softmax] {
+        let options = ExplainOptions {
+            score,
+            ..Default::default()
+        };
+        let together = explain_batch_with(&m, x.clone(), &targets, &methods, &options).unwrap();
+        for (method, map) in methods.iter().zip(together) {
+            let alone = explain_batch_with(
+                &m,
+                x.clone(),
+                &targets,
+                std::slice::from_ref(method),
+                &options,
+            )
+            .unwrap()
+            .remove(0);
+            let (a, b) = (values(map), values(alone));
+            assert!(a.iter().any(|v| *v != 0.0), "{method:?}: zero map");
+            assert_eq!(a, b, "{method:?} with {score:?}");
+        }
+    }
+}
