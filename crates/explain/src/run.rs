@@ -1,7 +1,8 @@
 //! All requested methods for one batch, sharing what can be shared: the plain gradient
 //! pass serves Gradient and Input×Gradient, and the CAMs too when they differentiate the
-//! same score; otherwise one pass per target layer serves every CAM on that layer; each LRP composite, Guided Backpropagation, Integrated Gradients,
-//! SmoothGrad and Score-CAM run their own.
+//! same score; otherwise one pass per target layer serves every CAM on that layer; each
+//! LRP composite, Guided Backpropagation, Integrated Gradients, SmoothGrad and Score-CAM
+//! run their own.
 
 use std::collections::HashMap;
 
