@@ -74,6 +74,8 @@ pub trait Ops {
     /// Convolution `name`, optionally followed by its BatchNorm `bn = (name, module)`
     /// (eval mode once the model is [`valid`](burn::module::AutodiffModule::valid)).
     /// Calls [`output`](Ops::output) after the convolution and after the BatchNorm.
+    /// The convolution is `conv.forward(x)` with a faster backward pass
+    /// ([`conv2d_module`](crate::conv_grad::conv2d_module)).
     fn conv(
         &mut self,
         name: &str,
@@ -81,7 +83,7 @@ pub trait Ops {
         bn: Option<(&str, &BatchNorm)>,
         x: Tensor<4>,
     ) -> Tensor<4> {
-        let y = self.output(name, conv.forward(x));
+        let y = self.output(name, crate::conv_grad::conv2d_module(conv, x));
         match bn {
             Some((bn_name, bn)) => self.output(bn_name, batch_norm(bn, y)),
             None => y,

@@ -55,6 +55,7 @@
 //! the model parameter randomisation test as Quantus 0.6 runs it (see [`randomise`]).
 
 pub mod closed_form;
+pub mod conv_grad;
 mod efficientnet;
 mod export;
 mod googlenet;
