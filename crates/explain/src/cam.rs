@@ -321,10 +321,11 @@ impl Ops for SharedGradientOps<'_> {
         x: Tensor<4>,
     ) -> Tensor<4> {
         self.linear_layers_seen += 1;
-        if bn.is_some() && self.layers.iter().any(|l| l == name) {
+        if let Some((bn_name, bn)) = bn
+            && self.layers.iter().any(|l| l == name)
+        {
             self.unfolded = true;
             let y = self.output(name, conv.forward(x));
-            let (bn_name, bn) = bn.expect("checked");
             return self.output(bn_name, batch_norm(bn, y));
         }
         let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
