@@ -30,11 +30,10 @@ use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use leukex_models::{Classifier, Ops, batch_norm};
+use leukex_models::{Classifier, Ops, batch_norm, conv_options, fold_batch_norm};
 use serde::{Deserialize, Serialize};
 
-use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN, conv_padding, fold_batch_norm};
+use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN};
 use crate::relevance_conv::{ConvTerm, relevance_conv};
 use crate::resize::{resize_bicubic_matlab, resize_bilinear};
 use crate::target::Score;
@@ -331,12 +330,7 @@ impl Ops for SharedGradientOps<'_> {
         let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
         let (w, b) = (w.inner(), b.map(|b| b.inner()));
         let [_, _, h, wd] = x.dims();
-        let options = ConvOptions::new_with_padding(
-            conv.stride,
-            conv_padding(conv, h, wd),
-            conv.dilation,
-            conv.groups,
-        );
+        let options = conv_options(conv, h, wd);
         let key = LayerKey {
             ordinal: self.linear_layers_seen,
             name,

@@ -52,13 +52,12 @@
 //! fails there, see [`BatchNormRule::Gradient`]).
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use burn::tensor::activation;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use leukex_models::{Network, Ops, adaptive_avg_pool};
+use leukex_models::{Network, Ops, adaptive_avg_pool, conv_options, fold_batch_norm};
 
 use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
 use crate::relevance_conv::{ConvTerm, relevance_conv, with_backward_of};
@@ -560,38 +559,6 @@ impl LayerValues {
     }
 }
 
-/// TensorFlow-SAME / explicit padding of `conv` for an input of `h`×`w` (burn's rule).
-pub(crate) fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
-    let same = |k: usize, s: usize, i: usize| {
-        let total = ((i.div_ceil(s)).saturating_sub(1) * s + k).saturating_sub(i);
-        (total / 2, total - total / 2)
-    };
-    match &conv.padding {
-        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => [
-            same(conv.kernel_size[0], conv.stride[0], h),
-            same(conv.kernel_size[1], conv.stride[1], w),
-        ],
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
-    }
-}
-
-/// The convolution's weight and bias with the BatchNorm after it folded in:
-/// `w' = w·γ/√(σ²+eps)`, `b' = (b − μ)·γ/√(σ²+eps) + β` (Zennit's `merge_batch_norm`).
-pub fn fold_batch_norm(conv: &Conv2d, bn: Option<&BatchNorm>) -> (Tensor<4>, Option<Tensor<1>>) {
-    let w = conv.weight.val();
-    let b = conv.bias.as_ref().map(|b| b.val());
-    let Some(bn) = bn else {
-        return (w, b);
-    };
-    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
-    let out = scale.dims()[0];
-    let w = w * scale.clone().reshape([out, 1, 1, 1]);
-    let b0 = b.unwrap_or_else(|| scale.zeros_like());
-    let b = (b0 - bn.running_mean.value()) * scale + bn.beta.val();
-    (w, Some(b))
-}
-
 impl Ops for LrpOps<'_> {
     fn conv(
         &mut self,
@@ -609,12 +576,7 @@ impl Ops for LrpOps<'_> {
         };
         let (w, b) = (w.inner(), b.map(|b| b.inner()));
         let [_, _, h, wd] = x.dims();
-        let options = ConvOptions::new_with_padding(
-            conv.stride,
-            conv_padding(conv, h, wd),
-            conv.dilation,
-            conv.groups,
-        );
+        let options = conv_options(conv, h, wd);
         let xd = x.clone().inner();
         let groups = self.groups(&rule);
         let key = LayerKey {
