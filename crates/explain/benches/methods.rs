@@ -55,14 +55,20 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("resnet18_b8_224");
     group.sample_size(10);
     let m18 = model(Arch::ResNet18);
-    for name in [
+    let defaults = [
         "gradient",
         "input-x-gradient",
         "grad-cam",
         "lrp-epsilon-plus-flat",
         "lrp-epsilon-gamma-box",
         "lrp-epsilon-alpha2-beta1",
-    ] {
+    ];
+    // Any other single method named in LEUKEX_BENCH_METHODS is timed too.
+    let extra = only.iter().flatten().filter(|n| {
+        !defaults.contains(&n.as_str())
+            && !["paper-four", "score-cam", "resnet50-grad-cam"].contains(&n.as_str())
+    });
+    for name in defaults.iter().copied().chain(extra.map(String::as_str)) {
         if wanted(name) {
             let method = [Method::parse(name, &params).unwrap()];
             group.bench_function(name, |b| b.iter(|| run(&m18, &x, &targets, &method)));

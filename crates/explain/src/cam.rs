@@ -25,11 +25,16 @@
 //! scaled, so its values keep the units of the score's gradient (and the bicubic
 //! overshoot: small negative values beside the peaks).
 
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use leukex_models::Classifier;
+use burn::tensor::module::conv2d;
+use leukex_models::{Classifier, Ops, batch_norm, conv_options, fold_batch_norm};
 use serde::{Deserialize, Serialize};
 
+use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN};
+use crate::relevance_conv::{ConvTerm, relevance_conv};
 use crate::resize::{resize_bicubic_matlab, resize_bilinear};
 use crate::target::Score;
 
@@ -192,67 +197,79 @@ pub fn layer_gradients_for(
     layer: &str,
     score: Score,
 ) -> Result<LayerGradients, CamError> {
-    let mut captured: Option<(Tensor<4>, Tensor<4>)> = None;
-    let logits = model.forward_with(x.inner(), &mut |name, t| {
-        if name == layer && captured.is_none() {
-            let probe = t.zeros_like().autodiff().require_grad();
-            captured = Some((t.clone(), probe.clone()));
-            t.autodiff() + probe
-        } else {
-            t
-        }
-    });
-    let Some((activations, probe)) = captured else {
-        return Err(unknown_layer(model, layer));
-    };
-    let grads = score.objective(logits.clone(), targets).backward();
-    let gradients = probe
-        .grad(&grads)
-        .unwrap_or_else(|| activations.zeros_like());
+    let layers = [layer.to_string()];
+    let mut values = LayerValues::default();
+    let pass = probed_pass(model, x, targets, &layers, score, &mut values, false)?;
+    let (_, activations, gradients) = pass.layers.into_iter().next().expect("one layer");
     Ok(LayerGradients {
-        activations: activations.inner(),
+        activations,
         gradients,
-        logits: logits.inner(),
+        logits: pass.logits,
     })
 }
 
 /// A layer's name with its activations and their gradients (or the probe reading them).
 pub(crate) type AtLayer = (String, Tensor<4>, Tensor<4>);
 
-/// One backward pass for the plain gradient and the CAMs that differentiate the same
-/// `score`: d score[target] / d input `[N, C, H, W]`, and per layer of `layers` its
-/// activations and d score / d activations (zero probes added there change no value, so
-/// each result equals its own pass bit for bit).
-pub(crate) fn gradient_and_layer_gradients(
+/// What [`probed_pass`] returns.
+pub(crate) struct ProbedPass {
+    /// d score / d input, when asked for.
+    pub(crate) input_gradient: Option<Tensor<4>>,
+    /// Per requested layer: name, activations, d score / d activations.
+    pub(crate) layers: Vec<AtLayer>,
+    pub(crate) logits: Tensor<2>,
+}
+
+/// One forward and one backward pass of `score` for `targets`, collecting at each of
+/// `layers` its activations and their gradient through a zero probe added there (which
+/// changes no value), and, with `input_gradient`, the input's gradient. Without it only
+/// the layers after the first probe are differentiated. The plain gradient and every CAM
+/// that differentiates the same score are served by one such pass.
+///
+/// The pass runs with every BatchNorm folded into its convolution and takes the
+/// convolutions' outputs from `values` (computing and keeping the missing ones), the plain
+/// outputs the LRP passes over the same batch use too ([`LayerValues`]); the gradient is
+/// the same function's, the values differ from the unfolded network's by rounding. When a
+/// requested layer is a convolution's output before its BatchNorm, that convolution and
+/// every layer after it run without `values`, and `values` is emptied: the values after
+/// it belong to another chain.
+pub(crate) fn probed_pass(
     model: &Classifier,
     x: Tensor<4>,
     targets: &[usize],
     layers: &[String],
     score: Score,
-) -> Result<(Tensor<4>, Vec<AtLayer>), CamError> {
-    let x = x.inner().autodiff().require_grad();
-    // (name, activations, zero probe) per layer.
-    let mut captured: Vec<AtLayer> = Vec::new();
-    let logits = model.forward_with(x.clone(), &mut |name, t| {
-        let wanted = layers.iter().any(|l| l == name);
-        if wanted && !captured.iter().any(|(n, _, _)| n == name) {
-            let probe = t.zeros_like().detach().require_grad();
-            captured.push((name.to_string(), t.clone(), probe.clone()));
-            t + probe
-        } else {
-            t
-        }
-    });
+    values: &mut LayerValues,
+    input_gradient: bool,
+) -> Result<ProbedPass, CamError> {
+    let x = match input_gradient {
+        true => x.inner().autodiff().require_grad(),
+        false => x.inner(),
+    };
+    let mut ops = SharedGradientOps {
+        layers,
+        captured: Vec::new(),
+        values: std::mem::take(values),
+        linear_layers_seen: 0,
+        unfolded: false,
+    };
+    let logits = model.forward_ops(x.clone(), &mut ops);
+    let captured = ops.captured;
+    *values = ops.values;
+    if ops.unfolded {
+        values.clear();
+    }
     if let Some(missing) = layers
         .iter()
         .find(|l| !captured.iter().any(|(n, _, _)| n == *l))
     {
         return Err(unknown_layer(model, missing));
     }
-    let grads = score.objective(logits, targets).backward();
-    let input_gradient = x
-        .grad(&grads)
-        .unwrap_or_else(|| x.clone().inner().zeros_like());
+    let grads = score.objective(logits.clone(), targets).backward();
+    let input_gradient = input_gradient.then(|| {
+        x.grad(&grads)
+            .unwrap_or_else(|| x.clone().inner().zeros_like())
+    });
     let layers = captured
         .into_iter()
         .map(|(name, activations, probe)| {
@@ -262,7 +279,83 @@ pub(crate) fn gradient_and_layer_gradients(
             (name, activations.inner(), gradients)
         })
         .collect();
-    Ok((input_gradient, layers))
+    Ok(ProbedPass {
+        input_gradient,
+        layers,
+        logits: logits.inner(),
+    })
+}
+
+/// The plain operations with folded BatchNorm, convolution outputs from [`LayerValues`]
+/// and zero probes at the requested layers (see [`gradient_and_layer_gradients`]).
+struct SharedGradientOps<'a> {
+    layers: &'a [String],
+    /// (name, activations, zero probe) per layer.
+    captured: Vec<AtLayer>,
+    values: LayerValues,
+    linear_layers_seen: usize,
+    /// Whether a convolution ran unfolded (its pre-BatchNorm output was requested).
+    unfolded: bool,
+}
+
+impl Ops for SharedGradientOps<'_> {
+    fn output(&mut self, name: &str, t: Tensor<4>) -> Tensor<4> {
+        let wanted = self.layers.iter().any(|l| l == name);
+        if wanted && !self.captured.iter().any(|(n, _, _)| n == name) {
+            // On the autodiff backend from here on, if the input was not.
+            let probe = t.zeros_like().inner().autodiff().require_grad();
+            self.captured
+                .push((name.to_string(), t.clone(), probe.clone()));
+            t.autodiff() + probe
+        } else {
+            t
+        }
+    }
+
+    fn conv(
+        &mut self,
+        name: &str,
+        conv: &Conv2d,
+        bn: Option<(&str, &BatchNorm)>,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        self.linear_layers_seen += 1;
+        if let Some((bn_name, bn)) = bn
+            && self.layers.iter().any(|l| l == name)
+        {
+            self.unfolded = true;
+            let y = self.output(name, conv.forward(x));
+            return self.output(bn_name, batch_norm(bn, y));
+        }
+        let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
+        let (w, b) = (w.inner(), b.map(|b| b.inner()));
+        let [_, _, h, wd] = x.dims();
+        let options = conv_options(conv, h, wd);
+        let key = LayerKey {
+            ordinal: self.linear_layers_seen,
+            name,
+            chain: Chain::BatchNormFolded,
+        };
+        let xd = x.clone().inner();
+        let compute = || conv2d(xd.clone(), w.clone(), b, options.clone());
+        let z = match self.unfolded {
+            true => compute(),
+            false => self.values.term(&key, &PLAIN, &xd, compute),
+        };
+        let term = ConvTerm {
+            weight: w,
+            in_factor: None,
+            out_factor: None,
+        };
+        let y = relevance_conv(x, z, vec![term], &options);
+        let out_name = bn.map_or(name, |(bn_name, _)| bn_name);
+        self.output(out_name, y)
+    }
+
+    fn linear(&mut self, _name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+        self.linear_layers_seen += 1;
+        linear.forward(x)
+    }
 }
 
 /// The error for a layer name `model` does not have, listing its last named outputs.

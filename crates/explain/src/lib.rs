@@ -27,6 +27,7 @@ pub mod guided;
 pub mod lrp;
 pub mod method;
 pub mod preset;
+pub mod relevance_conv;
 pub mod resize;
 pub mod rules;
 pub mod run;

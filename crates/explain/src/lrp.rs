@@ -52,15 +52,15 @@
 //! fails there, see [`BatchNormRule::Gradient`]).
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use burn::tensor::activation;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use leukex_models::{Network, Ops, adaptive_avg_pool};
+use leukex_models::{Network, Ops, adaptive_avg_pool, conv_options, fold_batch_norm};
 
 use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
+use crate::relevance_conv::{ConvTerm, relevance_conv, with_backward_of};
 use crate::rules::{
     Group, INNVESTIGATE_SAFE_DIVIDE, InputMod, OutputMask, ParamMod, Rule, Stabilizer, Term,
 };
@@ -88,9 +88,31 @@ pub fn lrp_with_logits(
     composite: &Composite,
     init: InitRelevance,
 ) -> (Tensor<4>, Tensor<2>) {
+    lrp_with_values(
+        model,
+        x,
+        targets,
+        composite,
+        init,
+        &mut LayerValues::default(),
+    )
+}
+
+/// [`lrp_with_logits`] reusing (and adding to) the convolutions' term values of earlier
+/// LRP passes over the same batch `x` ([`LayerValues`]): each composite after the first
+/// computes only the convolution terms no earlier one had.
+pub fn lrp_with_values(
+    model: &(impl Network + ?Sized),
+    x: Tensor<4>,
+    targets: &[usize],
+    composite: &Composite,
+    init: InitRelevance,
+    values: &mut LayerValues,
+) -> (Tensor<4>, Tensor<2>) {
     let x = x.inner().autodiff().require_grad();
-    let mut ops = LrpOps::new(composite);
+    let mut ops = LrpOps::with_values(composite, std::mem::take(values));
     let logits = model.forward_ops(x.clone(), &mut ops);
+    *values = ops.into_values();
     let seed = start(composite, init, &logits, targets);
     let grads = (logits.clone() * seed).sum().backward();
     let relevance = x
@@ -186,6 +208,8 @@ pub struct LrpOps<'a> {
     /// With [`LrpOps::probing`]: a zero tensor added to every linear layer's output, whose
     /// gradient is the relevance arriving there.
     probes: Option<Vec<(String, Probe)>>,
+    /// The convolutions' term values, possibly from earlier passes over the same batch.
+    values: LayerValues,
 }
 
 impl<'a> LrpOps<'a> {
@@ -194,7 +218,21 @@ impl<'a> LrpOps<'a> {
             composite,
             linear_layers_seen: 0,
             probes: None,
+            values: LayerValues::default(),
         }
+    }
+
+    /// Like [`new`](Self::new), reusing the term values of earlier passes over the same
+    /// batch ([`LayerValues`]); [`into_values`](Self::into_values) hands them on.
+    pub fn with_values(composite: &'a Composite, values: LayerValues) -> Self {
+        Self {
+            values,
+            ..Self::new(composite)
+        }
+    }
+
+    pub fn into_values(self) -> LayerValues {
+        self.values
     }
 
     /// Like [`new`](Self::new), also collecting the relevance at every linear layer's
@@ -235,6 +273,16 @@ impl<'a> LrpOps<'a> {
         }
     }
 
+    /// Which chain of forward values this pass computes: iNNvestigate-compatible passes
+    /// keep BatchNorm a layer of its own, whose outputs round differently from the folded
+    /// convolution's, so their values are shared only among themselves.
+    fn chain(&self) -> Chain {
+        match self.composite.innvestigate {
+            Some(_) => Chain::BatchNormSeparate,
+            None => Chain::BatchNormFolded,
+        }
+    }
+
     fn deep_taylor_compat(&self) -> bool {
         matches!(self.composite.innvestigate, Some(Innvestigate::DeepTaylor))
     }
@@ -248,28 +296,30 @@ impl<'a> LrpOps<'a> {
     }
 }
 
-/// `z + (g − sg(g))`: the value of `z` (exactly: `g − sg(g)` is 0), the gradient of `g`.
+/// `z + (g − sg(g))`: the value of `z`, the gradient of `g` (one autodiff node, see
+/// [`with_backward_of`]).
 fn with_backward<const D: usize>(z: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
-    let zero = g.clone() - g.detach();
-    z + zero
+    with_backward_of(z, g)
 }
 
 /// `z + ε·(sign(z) + [z = 0])` (Zennit's `stabilize`).
 fn stabilize<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    let shift = z.clone().sign() + z.clone().equal_elem(0.0).float().cast(z.dtype());
-    z + shift * epsilon
+    // sign(z) + [z = 0] is +1 where z ≥ 0 and −1 elsewhere: iNNvestigate's form.
+    signed_divisor(z, epsilon)
 }
 
 /// `z + ε·[z = 0]` (iNNvestigate's `safe_divide`).
 fn safe_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    let zero = z.clone().equal_elem(0.0).float().cast(z.dtype());
-    z + zero * epsilon
+    // 0 + ε is ε.
+    let zero = z.clone().equal_elem(0.0);
+    z.mask_fill(zero, epsilon)
 }
 
-/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule).
+/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule), as
+/// `z + ε` and `z − ε` (the same floats as adding ±1·ε).
 fn signed_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    let shift = z.clone().greater_equal_elem(0.0).float().cast(z.dtype()) * 2.0 - 1.0;
-    z + shift * epsilon
+    let negative = z.clone().lower_elem(0.0);
+    (z.clone() + epsilon).mask_where(negative, z - epsilon)
 }
 
 fn stabilize_group<const D: usize>(z: Tensor<D>, g: &Group) -> Tensor<D> {
@@ -320,88 +370,102 @@ fn modify_input<const D: usize>(x: &Tensor<D>, m: &InputMod) -> Tensor<D> {
 }
 
 /// `x_k` in value, with `d/dx = diag(x_k)`: `x_k + (x_k ⊙ x − x_k ⊙ sg(x))`, the bracket
-/// being exactly 0. A term's layer output on it is at once the value the rule's
-/// denominator needs and, through autodiff, the term's backward `x_k ⊙ W_kᵀ(·)`, so no
-/// layer is run twice.
+/// being exactly 0. Its layer output's backward is then the term's `x_k ⊙ W_kᵀ(·)`.
 fn tracked_input<const D: usize>(xk: Tensor<D>, x: &Tensor<D>, xd: &Tensor<D>) -> Tensor<D> {
     let zero = xk.clone() * x.clone() - xk.clone() * xd.clone();
     xk + zero
 }
 
+/// The layer itself: unmodified input and parameters, with bias.
+pub(crate) const PLAIN: Term = Term {
+    input: InputMod::Identity,
+    params: ParamMod::Identity,
+    bias: true,
+    sign: 1.0,
+};
+
 fn is_plain(t: &Term) -> bool {
     t.input == InputMod::Identity && t.params == ParamMod::Identity && t.bias && t.sign == 1.0
 }
 
-/// The rule's relevance backward for a linear layer `layer(x, param modifier, with bias)`.
-fn linear_rule<const D: usize>(
-    x: Tensor<D>,
+/// What a rule's backward pass needs on one linear layer: the layer's true output and
+/// every term that carries relevance, `R_in = Σ_k a_k ⊙ W_kᵀ(s_k ⊙ R)`. All values are
+/// constants (no autodiff).
+struct RuleBackward<const D: usize> {
+    /// The layer's output.
+    z: Tensor<D>,
+    terms: Vec<TermBackward<D>>,
+}
+
+struct TermBackward<const D: usize> {
+    /// `a_k`, the modified input.
+    input: Tensor<D>,
+    /// `W_k`'s modifier.
+    params: ParamMod,
+    /// `s_k`: the group's `coefficient / stabilize(Σ sign·z)`, the term's sign and the
+    /// group's output mask.
+    out_factor: Tensor<D>,
+}
+
+/// The rule's terms on a linear layer with input `x` (a constant), `value(a_k, term)`
+/// giving a term's layer output on its modified input.
+fn rule_backward<const D: usize>(
+    x: &Tensor<D>,
     groups: &[Group],
-    layer: &dyn Fn(Tensor<D>, ParamMod, bool) -> Tensor<D>,
-) -> Tensor<D> {
-    let xd = x.clone().detach();
+    value: &mut dyn FnMut(&Tensor<D>, &Term) -> Tensor<D>,
+) -> RuleBackward<D> {
     // Inputs after a ReLU are non-negative: terms on the negative part are then exactly 0
     // (no bias on them), in their denominators and in their relevance, and are skipped.
     // This halves the work of z⁺, αβ and γ on every layer but the first.
     let has_negative_terms = groups
         .iter()
         .any(|g| g.terms.iter().any(|t| t.input == InputMod::Negative));
-    let non_negative = has_negative_terms && xd.clone().min().into_scalar::<f64>() >= 0.0;
-    let groups: Vec<Group> = groups
-        .iter()
-        .map(|g| Group {
-            terms: g
-                .terms
-                .iter()
-                .filter(|t| !(non_negative && t.input == InputMod::Negative && !t.bias))
-                .cloned()
-                .collect(),
-            ..g.clone()
-        })
-        .collect();
-    // Every term's output, tracked (see `tracked_input`). A negative-part term that kept
-    // its bias (iNNvestigate's αβ) is only its bias on such inputs: a constant in the
-    // denominator, no relevance.
-    let outputs: Vec<Vec<Tensor<D>>> = groups
+    let non_negative = has_negative_terms && x.clone().min().into_scalar::<f64>() >= 0.0;
+    let skipped = |t: &Term| non_negative && t.input == InputMod::Negative && !t.bias;
+    // A negative-part term that kept its bias (iNNvestigate's αβ) is only its bias on such
+    // inputs: in the denominator, with no relevance.
+    let carries_relevance = |t: &Term| !(non_negative && t.input == InputMod::Negative);
+    let mut outputs: Vec<Vec<(Term, Tensor<D>, Tensor<D>)>> = groups
         .iter()
         .map(|g| {
             g.terms
                 .iter()
+                .filter(|t| !skipped(t))
                 .map(|t| {
-                    if non_negative && t.input == InputMod::Negative {
-                        return layer(xd.zeros_like(), t.params, t.bias).detach();
-                    }
-                    let xk = tracked_input(modify_input(&xd, &t.input), &x, &xd);
-                    layer(xk, t.params, t.bias)
+                    let a = modify_input(x, &t.input);
+                    let z = value(&a, t);
+                    (t.clone(), a, z)
                 })
                 .collect()
         })
         .collect();
     // The layer's true output: a plain term's value when there is one (ε, zᴮ).
-    let plain = groups
+    let plain = outputs
         .iter()
-        .zip(&outputs)
-        .find_map(|(g, o)| g.terms.iter().position(is_plain).map(|i| o[i].clone()));
-    let z = match plain {
-        Some(z) => z.detach(),
-        None => layer(xd.clone(), ParamMod::Identity, true),
-    };
-    let mut out = z.clone();
-    for (g, outs) in groups.iter().zip(outputs) {
+        .flatten()
+        .find(|(t, _, _)| is_plain(t))
+        .map(|(_, _, z)| z.clone());
+    let z = plain.unwrap_or_else(|| value(x, &PLAIN));
+    let mut terms = Vec::new();
+    for (g, outs) in groups.iter().zip(outputs.iter_mut()) {
         if outs.is_empty() {
             continue;
         }
-        let signed: Vec<Tensor<D>> = g
-            .terms
+        let denominator = outs
             .iter()
-            .zip(outs)
-            .map(|(t, o)| if t.sign == 1.0 { o } else { o * t.sign })
-            .collect();
-        let denominator = signed
-            .iter()
-            .map(|o| o.clone().detach())
+            .map(|(t, _, o)| {
+                if t.sign == 1.0 {
+                    o.clone()
+                } else {
+                    o.clone() * t.sign
+                }
+            })
             .reduce(|a, b| a + b)
             .expect("a group has terms");
-        let mut scale = stabilize_group(denominator, g).recip() * g.coefficient;
+        let mut scale = stabilize_group(denominator, g).recip();
+        if g.coefficient != 1.0 {
+            scale = scale * g.coefficient;
+        }
         match g.mask {
             OutputMask::All => {}
             OutputMask::Positive => {
@@ -411,46 +475,88 @@ fn linear_rule<const D: usize>(
                 scale = scale * z.clone().lower_elem(0.0).float().cast(z.dtype())
             }
         }
-        let scale = scale.detach();
-        let g_sum = signed
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .expect("a group has terms");
-        out = with_backward(out, g_sum * scale);
+        for (t, a, _) in outs.drain(..) {
+            if !carries_relevance(&t) {
+                continue;
+            }
+            let out_factor = if t.sign == 1.0 {
+                scale.clone()
+            } else {
+                scale.clone() * t.sign
+            };
+            terms.push(TermBackward {
+                input: a,
+                params: t.params,
+                out_factor,
+            });
+        }
     }
-    out
+    RuleBackward { z, terms }
 }
 
-/// TensorFlow-SAME / explicit padding of `conv` for an input of `h`×`w` (burn's rule).
-fn conv_padding(conv: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
-    let same = |k: usize, s: usize, i: usize| {
-        let total = ((i.div_ceil(s)).saturating_sub(1) * s + k).saturating_sub(i);
-        (total / 2, total - total / 2)
-    };
-    match &conv.padding {
-        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => [
-            same(conv.kernel_size[0], conv.stride[0], h),
-            same(conv.kernel_size[1], conv.stride[1], w),
-        ],
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
-    }
+/// Forward values of the convolutions' rule terms, kept across the passes over one batch:
+/// a term's value depends only on the layer, the term and the layer's input, and every
+/// pass over the same batch sees the same layer inputs when it computes the same chain of
+/// forward values ([`Chain`]; every pass's forward values are exact), so passes that share
+/// a term (the plain output `z`: the gradient pass, ε, and every rule's output mask; z⁺ of
+/// EpsilonPlus and Deep Taylor) compute it once. Valid for one input batch only.
+#[derive(Default)]
+pub struct LayerValues {
+    values: std::collections::HashMap<String, Tensor<4>>,
 }
 
-/// The convolution's weight and bias with the BatchNorm after it folded in:
-/// `w' = w·γ/√(σ²+eps)`, `b' = (b − μ)·γ/√(σ²+eps) + β` (Zennit's `merge_batch_norm`).
-pub fn fold_batch_norm(conv: &Conv2d, bn: Option<&BatchNorm>) -> (Tensor<4>, Option<Tensor<1>>) {
-    let w = conv.weight.val();
-    let b = conv.bias.as_ref().map(|b| b.val());
-    let Some(bn) = bn else {
-        return (w, b);
-    };
-    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
-    let out = scale.dims()[0];
-    let w = w * scale.clone().reshape([out, 1, 1, 1]);
-    let b0 = b.unwrap_or_else(|| scale.zeros_like());
-    let b = (b0 - bn.running_mean.value()) * scale + bn.beta.val();
-    (w, Some(b))
+/// How a pass computes its forward values; passes share values only within one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chain {
+    /// Every BatchNorm folded into its convolution (LRP, and the shared gradient pass).
+    BatchNormFolded,
+    /// BatchNorm a layer of its own (iNNvestigate compatibility).
+    BatchNormSeparate,
+}
+
+/// A convolution's place in a pass.
+pub(crate) struct LayerKey<'a> {
+    /// Its position among the linear layers of the forward pass (the same in every pass;
+    /// names need not be unique).
+    pub(crate) ordinal: usize,
+    pub(crate) name: &'a str,
+    pub(crate) chain: Chain,
+}
+
+impl LayerValues {
+    /// The value of `term` on input `a` at `layer`: kept, or `compute`d and kept.
+    pub(crate) fn term(
+        &mut self,
+        layer: &LayerKey,
+        term: &Term,
+        a: &Tensor<4>,
+        compute: impl FnOnce() -> Tensor<4>,
+    ) -> Tensor<4> {
+        let key = format!(
+            "{}|{}|{:?}|{:?}|{:?}|{}|{:?}",
+            layer.ordinal,
+            layer.name,
+            layer.chain,
+            term.input,
+            term.params,
+            term.bias,
+            a.dims()
+        );
+        self.values.entry(key).or_insert_with(compute).clone()
+    }
+
+    /// How many term values are kept.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.values.clear()
+    }
 }
 
 impl Ops for LrpOps<'_> {
@@ -468,23 +574,43 @@ impl Ops for LrpOps<'_> {
             Some(_) => fold_batch_norm(conv, None),
             None => fold_batch_norm(conv, bn.map(|(_, b)| b)),
         };
+        let (w, b) = (w.inner(), b.map(|b| b.inner()));
         let [_, _, h, wd] = x.dims();
-        let options = ConvOptions::new_with_padding(
-            conv.stride,
-            conv_padding(conv, h, wd),
-            conv.dilation,
-            conv.groups,
-        );
-        let (w, b) = (w.autodiff(), b.map(|b| b.autodiff()));
-        let layer = |input: Tensor<4>, m: ParamMod, with_bias: bool| {
-            let bias = if with_bias {
-                b.clone().map(|b| modify(b, m))
-            } else {
-                None
-            };
-            conv2d(input, modify(w.clone(), m), bias, options.clone())
+        let options = conv_options(conv, h, wd);
+        let xd = x.clone().inner();
+        let groups = self.groups(&rule);
+        let key = LayerKey {
+            ordinal: self.linear_layers_seen,
+            name,
+            chain: self.chain(),
         };
-        let y = linear_rule(x, &self.groups(&rule), &layer);
+        let values = &mut self.values;
+        let mut value = |a: &Tensor<4>, t: &Term| {
+            values.term(&key, t, a, || {
+                let bias = if t.bias {
+                    b.clone().map(|b| modify(b, t.params))
+                } else {
+                    None
+                };
+                conv2d(
+                    a.clone(),
+                    modify(w.clone(), t.params),
+                    bias,
+                    options.clone(),
+                )
+            })
+        };
+        let rule = rule_backward(&xd, &groups, &mut value);
+        let terms = rule
+            .terms
+            .into_iter()
+            .map(|t| ConvTerm {
+                weight: modify(w.clone(), t.params),
+                in_factor: Some(t.input),
+                out_factor: Some(t.out_factor),
+            })
+            .collect();
+        let y = relevance_conv(x, rule.z, terms, &options);
         let y = match separate_bn {
             Some((mode, (_, bn))) => batch_norm_compat(y, bn, &mode.batch_norm()),
             None => y,
@@ -494,16 +620,35 @@ impl Ops for LrpOps<'_> {
 
     fn linear(&mut self, name: &str, linear: &Linear, x: Tensor<2>) -> Tensor<2> {
         let rule = self.next_rule(name, LayerKind::Dense);
-        let w = linear.weight.val().autodiff();
-        let b = linear.bias.as_ref().map(|b| b.val().autodiff());
-        let layer = |input: Tensor<2>, m: ParamMod, with_bias: bool| {
+        let w = linear.weight.val().inner();
+        let b = linear.bias.as_ref().map(|b| b.val().inner());
+        let dense = |input: Tensor<2>, m: ParamMod, bias: Option<&Tensor<1>>| {
             let y = input.matmul(modify(w.clone(), m));
-            match (&b, with_bias) {
-                (Some(b), true) => y + modify(b.clone(), m).unsqueeze_dim(0),
-                _ => y,
+            match bias {
+                Some(b) => y + modify(b.clone(), m).unsqueeze_dim(0),
+                None => y,
             }
         };
-        let y = linear_rule(x, &self.groups(&rule), &layer);
+        let xd = x.clone().inner();
+        let mut value =
+            |a: &Tensor<2>, t: &Term| dense(a.clone(), t.params, b.as_ref().filter(|_| t.bias));
+        let rule = rule_backward(&xd, &self.groups(&rule), &mut value);
+        // Dense layers are small: each term's backward through autodiff, the layer run
+        // again on its tracked input (`tracked_input`), without bias.
+        let (xa, xda) = (x.clone(), xd.autodiff());
+        let g = rule
+            .terms
+            .into_iter()
+            .map(|t| {
+                let wk = modify(w.clone(), t.params).autodiff();
+                tracked_input(t.input.autodiff(), &xa, &xda).matmul(wk) * t.out_factor.autodiff()
+            })
+            .reduce(|a, b| a + b);
+        let z = rule.z.autodiff();
+        let y = match g {
+            Some(g) => with_backward(z, g),
+            None => z,
+        };
         self.probe(name, y)
     }
 

@@ -2,7 +2,9 @@
 //! pass serves Gradient and Input×Gradient, and the CAMs too when they differentiate the
 //! same score; otherwise one pass per target layer serves every CAM on that layer; each
 //! LRP composite, Guided Backpropagation, Integrated Gradients, SmoothGrad and Score-CAM
-//! run their own.
+//! run their own backward pass. The gradient and CAM passes and the LRP composites also
+//! share their convolutions' forward values ([`LayerValues`]): each convolution term is
+//! computed once per batch, whichever pass needs it first.
 
 use std::collections::HashMap;
 
@@ -11,12 +13,10 @@ use leukex_models::Classifier;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cam::{
-    CamError, CamStyle, default_layer, gradient_and_layer_gradients, layer_gradients_for,
-};
+use crate::cam::{CamError, CamStyle, default_layer, probed_pass};
 use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
 use crate::guided::guided_backprop_with_logits;
-use crate::lrp::lrp_with_logits;
+use crate::lrp::{LayerValues, lrp_with_values};
 use crate::method::Method;
 use crate::score_cam::score_cam_for;
 use crate::target::{InitRelevance, Score};
@@ -67,6 +67,8 @@ pub fn explain_batch_with(
             .unwrap_or_else(|| default_layer(model.arch()).to_string())
     };
     let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
+    // The gradient pass and the LRP composites share their convolutions' forward values.
+    let mut values = LayerValues::default();
     // The gradient's backward pass also serves the CAMs when they differentiate the same
     // score (not with MATLAB-style CAMs on logit gradients).
     let grad = if !needs_gradient {
@@ -81,12 +83,11 @@ pub fn explain_batch_with(
                 }
             }
         }
-        let (g, at_layers) =
-            gradient_and_layer_gradients(model, x.clone(), targets, &shared, score)?;
-        for (name, a, lg) in at_layers {
+        let pass = probed_pass(model, x.clone(), targets, &shared, score, &mut values, true)?;
+        for (name, a, lg) in pass.layers {
             layers.insert(name, (a, lg));
         }
-        Some(g)
+        pass.input_gradient
     } else {
         Some(gradient_with_logits(model, x.clone(), targets, score).0)
     };
@@ -109,8 +110,18 @@ pub fn explain_batch_with(
             Method::Cam { kind, layer } => {
                 let layer = cam_layer(layer);
                 if !layers.contains_key(&layer) {
-                    let lg = layer_gradients_for(model, x.clone(), targets, &layer, cam_score)?;
-                    layers.insert(layer.clone(), (lg.activations, lg.gradients));
+                    let wanted = [layer.clone()];
+                    let pass = probed_pass(
+                        model,
+                        x.clone(),
+                        targets,
+                        &wanted,
+                        cam_score,
+                        &mut values,
+                        false,
+                    )?;
+                    let (_, a, g) = pass.layers.into_iter().next().expect("one layer");
+                    layers.insert(layer.clone(), (a, g));
                 }
                 let (a, g) = layers[&layer].clone();
                 kind.cam(a, g)
@@ -120,10 +131,80 @@ pub fn explain_batch_with(
                 score_cam_for(model, x.clone(), targets, &layer, *batch, cam_score)?
             }
             Method::Lrp { composite, .. } => {
-                lrp_with_logits(model, x.clone(), targets, composite, options.init_relevance).0
+                let init = options.init_relevance;
+                lrp_with_values(model, x.clone(), targets, composite, init, &mut values).0
             }
         };
         out.push(map);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::composite::Composite;
+    use crate::lrp::lrp_with_values;
+    use crate::rules::Rule;
+    use leukex_models::closed_form::{closed_form_state_dict, input_value};
+    use leukex_models::{Arch, ModelConfig};
+
+    fn resnet18() -> Classifier {
+        let dev = Device::default();
+        let mut m = Classifier::new(&ModelConfig::new(Arch::ResNet18, 3), &dev);
+        m.load_state_dict(&closed_form_state_dict(&m, None))
+            .unwrap();
+        m.valid()
+    }
+
+    fn rel_l2(a: Tensor<4>, b: Tensor<4>) -> f64 {
+        let d = (a - b.clone()).powf_scalar(2.0).sum().into_scalar::<f64>();
+        (d / b.powf_scalar(2.0).sum().into_scalar::<f64>()).sqrt()
+    }
+
+    #[test]
+    fn the_gradient_pass_leaves_lrp_every_plain_convolution_output() {
+        let m = resnet18();
+        let shape = [1, 3, 64, 64];
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input_value(&shape), shape),
+            &Device::default(),
+        );
+        let convs = 1 + 8 * 2 + 3;
+        let plain = gradient_with_logits(&m, x.clone(), &[1], Score::Logit).0;
+        let mut values = LayerValues::default();
+        let layer4 = ["layer4".to_string()];
+        let pass = probed_pass(
+            &m,
+            x.clone(),
+            &[1],
+            &layer4,
+            Score::Logit,
+            &mut values,
+            true,
+        );
+        let folded = pass.unwrap().input_gradient.unwrap();
+        assert_eq!(values.len(), convs);
+        // Folding BatchNorm changes the values by rounding only: the same gradient.
+        assert!(rel_l2(folded, plain.clone()) < 1e-4);
+        // ε needs nothing more.
+        let eps = Composite::uniform(Rule::Epsilon { epsilon: 1e-6 });
+        lrp_with_values(
+            &m,
+            x.clone(),
+            &[1],
+            &eps,
+            InitRelevance::OneHot,
+            &mut values,
+        );
+        assert_eq!(values.len(), convs);
+        // A convolution's pre-BatchNorm output requested: the pass runs that convolution
+        // unfolded, and the values of the other chain are dropped.
+        let pre_bn = ["layer2.0.conv1".to_string()];
+        let pass = probed_pass(&m, x, &[1], &pre_bn, Score::Logit, &mut values, true);
+        let unfolded = pass.unwrap();
+        assert!(values.is_empty());
+        assert_eq!(unfolded.layers[0].1.dims(), [1, 128, 8, 8]);
+        assert!(rel_l2(unfolded.input_gradient.unwrap(), plain) < 1e-4);
+    }
 }

@@ -263,8 +263,9 @@ fn deep_taylor_is_zplus_with_the_bias_dropped() {
 #[test]
 fn shared_passes_give_the_maps_of_separate_runs() {
     // explain_batch serves Gradient, Input×Gradient and the CAMs on two layers from one
-    // backward pass when they differentiate the same score: each map must be the one its
-    // method gives alone, bit for bit (float64, ResNet18).
+    // backward pass when they differentiate the same score, and the LRP composites share
+    // their convolutions' forward values: each map must be the one its method gives
+    // alone, bit for bit (float64, ResNet18).
     use leukex_explain::method::{Method, MethodParams};
     use leukex_explain::run::{ExplainOptions, explain_batch_with};
     use leukex_explain::target::Score;
@@ -272,10 +273,19 @@ fn shared_passes_give_the_maps_of_separate_runs() {
     let x = input([2, 3, 64, 64]);
     let targets = [1, 2];
     let p = MethodParams::default();
-    let mut methods: Vec<Method> = ["gradient", "input-x-gradient", "grad-cam", "layer-cam"]
-        .iter()
-        .map(|n| Method::parse(n, &p).unwrap())
-        .collect();
+    let mut methods: Vec<Method> = [
+        "gradient",
+        "input-x-gradient",
+        "grad-cam",
+        "layer-cam",
+        "lrp-epsilon",
+        "lrp-epsilon-plus",
+        "deep-taylor",
+        "lrp-alpha2-beta1",
+    ]
+    .iter()
+    .map(|n| Method::parse(n, &p).unwrap())
+    .collect();
     let layer3 = MethodParams {
         layer: Some("layer3".into()),
         ..Default::default()
@@ -302,4 +312,39 @@ fn shared_passes_give_the_maps_of_separate_runs() {
             assert_eq!(a, b, "{method:?} with {score:?}");
         }
     }
+}
+
+#[test]
+fn lrp_composites_compute_shared_convolution_terms_once() {
+    // ε needs each convolution's plain output z; EpsilonPlus needs z (its output mask)
+    // and z⁺ (on the first layer, whose input has both signs, also the negative-part
+    // term): after ε, EpsilonPlus adds only its own terms.
+    use leukex_explain::lrp::{LayerValues, lrp_with_values};
+    let m = model(Arch::ResNet18);
+    let x = input([1, 3, 64, 64]);
+    let convs = 1 + 8 * 2 + 3;
+    let mut values = LayerValues::default();
+    let eps = Composite::uniform(Rule::Epsilon { epsilon: 1e-6 });
+    lrp_with_values(
+        &m,
+        x.clone(),
+        &[1],
+        &eps,
+        InitRelevance::OneHot,
+        &mut values,
+    );
+    assert_eq!(values.len(), convs);
+    let plus = Composite::epsilon_plus(1e-6);
+    lrp_with_values(
+        &m,
+        x.clone(),
+        &[1],
+        &plus,
+        InitRelevance::OneHot,
+        &mut values,
+    );
+    assert_eq!(values.len(), convs + convs + 1);
+    // A second run of a composite adds nothing.
+    lrp_with_values(&m, x, &[1], &plus, InitRelevance::OneHot, &mut values);
+    assert_eq!(values.len(), 2 * convs + 1);
 }

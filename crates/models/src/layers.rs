@@ -144,7 +144,7 @@ pub trait Network {
 /// with the biased one, which would leave trained running variances (and so every
 /// evaluation after training) off from PyTorch's by up to `1/n`.
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+    if !batch_norm_is_training(bn, &x) {
         return bn.forward(x);
     }
     let [n, _, h, w] = x.dims();
@@ -164,6 +164,12 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     bn.running_var
         .update((var * (1.0 - m) + out.variance.detach() * (m * unbiased)).detach());
     out.output
+}
+
+/// Whether [`batch_norm`] normalises `x` with batch statistics (training) rather than
+/// the running ones.
+pub(crate) fn batch_norm_is_training(bn: &BatchNorm, x: &Tensor<4>) -> bool {
+    x.device().is_autodiff() && bn.training.is_enabled()
 }
 
 /// PyTorch's `AdaptiveAvgPool2d(size)`; `[1, 1]` (global average pooling) as a mean.
