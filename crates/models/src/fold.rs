@@ -5,12 +5,12 @@
 //! BatchNorms are in inference mode; the explanation engine's LRP rules see the folded
 //! convolution too (Zennit's `SequentialMergeBatchNorm`).
 
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 
+use crate::conv_grad::{conv_options, conv2d_module};
 use crate::layers::{Ops, batch_norm_is_training};
 
 /// The convolution's weight and bias with the BatchNorm after it folded in:
@@ -28,24 +28,6 @@ pub fn fold_batch_norm(conv: &Conv2d, bn: Option<&BatchNorm>) -> (Tensor<4>, Opt
     let b0 = b.unwrap_or_else(|| scale.zeros_like());
     let b = (b0 - bn.running_mean.value()) * scale + bn.beta.val();
     (w, Some(b))
-}
-
-/// The options of `conv` for an input of `h`×`w`: its stride, dilation, groups and padding
-/// (TensorFlow "SAME" computed from the input size as burn does, or explicit).
-pub fn conv_options(conv: &Conv2d, h: usize, w: usize) -> ConvOptions<2> {
-    let same = |k: usize, s: usize, i: usize| {
-        let total = ((i.div_ceil(s)).saturating_sub(1) * s + k).saturating_sub(i);
-        (total / 2, total - total / 2)
-    };
-    let padding = match &conv.padding {
-        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => [
-            same(conv.kernel_size[0], conv.stride[0], h),
-            same(conv.kernel_size[1], conv.stride[1], w),
-        ],
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
-    };
-    ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups)
 }
 
 /// The plain operations, every BatchNorm in inference mode folded into its convolution.
@@ -68,7 +50,8 @@ impl Ops for FoldedOps {
                 conv2d(x, weight, bias, conv_options(conv, h, w))
             }
             _ => {
-                let y = conv.forward(x);
+                // Training, or no BatchNorm: the default convolution (its fast backward).
+                let y = conv2d_module(conv, x);
                 match bn {
                     Some((_, b)) => crate::layers::batch_norm(b, y),
                     None => y,

@@ -87,7 +87,8 @@ pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
-pub use fold::{conv_options, fold_batch_norm};
+pub use conv_grad::conv_options;
+pub use fold::fold_batch_norm;
 use layers::{HookOps, Tap};
 pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm};
 use weights::{KeyLister, Loader, ignorable};
