@@ -75,6 +75,8 @@ struct SynthArgs {
 }
 
 fn main() {
+    // Tensor buffers are reused instead of being unmapped and faulted back in.
+    leukex_models::allocator::reuse_freed_memory();
     if let Err(e) = dispatch(Cli::parse().command) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

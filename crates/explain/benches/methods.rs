@@ -37,6 +37,8 @@ fn run(m: &Classifier, x: &Tensor<4>, targets: &[usize], methods: &[Method]) -> 
 }
 
 fn bench(c: &mut Criterion) {
+    // As the `leukex` command does (see leukex_models::allocator).
+    leukex_models::allocator::reuse_freed_memory();
     let only: Option<Vec<String>> = std::env::var("LEUKEX_BENCH_METHODS")
         .ok()
         .map(|s| s.split(',').map(String::from).collect());

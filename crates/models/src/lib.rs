@@ -54,6 +54,7 @@
 //! [`Classifier::randomisation_steps`] and [`Classifier::randomise`] are the model side of
 //! the model parameter randomisation test as Quantus 0.6 runs it (see [`randomise`]).
 
+pub mod allocator;
 pub mod closed_form;
 pub mod conv_grad;
 mod efficientnet;
