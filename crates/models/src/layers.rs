@@ -168,7 +168,7 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 
 /// Whether [`batch_norm`] normalises `x` with batch statistics (training) rather than
 /// the running ones.
-pub(crate) fn batch_norm_is_training(bn: &BatchNorm, x: &Tensor<4>) -> bool {
+fn batch_norm_is_training(bn: &BatchNorm, x: &Tensor<4>) -> bool {
     x.device().is_autodiff() && bn.training.is_enabled()
 }
 

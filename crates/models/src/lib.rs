@@ -271,9 +271,9 @@ impl Classifier {
 
     /// Logits `[N, num_classes]` for images `[N, 3, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        // Nothing is hooked: BatchNorms in inference mode can be folded into their
-        // convolutions (the same function, one pass less over each activation).
-        self.forward_ops(x, &mut fold::FoldedOps)
+        // BatchNorm stays a pass of its own: folding it into the convolutions moved
+        // ResNet50's logits 1.07e-4 from torchvision's, beyond the 1e-4 they must meet.
+        self.forward_with(x, &mut |_, t| t)
     }
 
     /// Forward pass calling `hook(name, output)` at every named module output (see the
