@@ -29,7 +29,9 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::conv2d;
+// leukex's convolution (same values as burn's up to rounding, faster forward and
+// backward passes), so that every pass of an explanation computes a layer alike.
+use leukex_models::conv_grad::conv2d_train as conv2d;
 use leukex_models::{Classifier, Ops, batch_norm, conv_options, fold_batch_norm};
 use serde::{Deserialize, Serialize};
 
@@ -324,7 +326,7 @@ impl Ops for SharedGradientOps<'_> {
             && self.layers.iter().any(|l| l == name)
         {
             self.unfolded = true;
-            let y = self.output(name, conv.forward(x));
+            let y = self.output(name, leukex_models::conv_grad::conv2d_module(conv, x));
             return self.output(bn_name, batch_norm(bn, y));
         }
         let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));

@@ -26,6 +26,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
+use leukex_models::conv_grad::ConvGradients;
 
 /// Which factors of [`RelevanceConvBackend::relevance_conv`] apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub struct FactorsUsed {
 /// Convolution with a given forward value and a rule's backward pass (module docs).
 #[backend_extension(Flex, Autodiff)]
 pub trait RelevanceConvBackend: Backend {
-    /// Forward: `value`. Backward: `in_factor ⊙ conv2d_x_backward(x, weight, out_factor ⊙
+    /// Forward: `value`. Backward: `in_factor ⊙ conv2d_input_grad(x, weight, out_factor ⊙
     /// ∂y)`, a factor whose flag in `used` is false being 1 (its tensor is ignored: the
     /// extension macro passes no optional tensors). One term; the caller sums terms.
     fn relevance_conv(
@@ -129,7 +130,7 @@ type State<B> = (
     ConvOptions<2>,
 );
 
-impl<B: Backend> Backward<B, 1> for RelevanceConvBackward {
+impl<B: ConvGradients> Backward<B, 1> for RelevanceConvBackward {
     type State = State<B>;
 
     fn backward(
@@ -144,7 +145,7 @@ impl<B: Backend> Backward<B, 1> for RelevanceConvBackward {
                 Some(s) => B::float_mul(grad, s),
                 None => grad,
             };
-            let grad = B::conv2d_x_backward(x, weight, grad, options);
+            let grad = B::conv2d_input_grad(x, weight, grad, options);
             match in_factor {
                 Some(a) => B::float_mul(grad, a),
                 None => grad,
@@ -153,7 +154,7 @@ impl<B: Backend> Backward<B, 1> for RelevanceConvBackward {
     }
 }
 
-impl<B: Backend, C: CheckpointStrategy> RelevanceConvBackend for Autodiff<B, C> {
+impl<B: ConvGradients, C: CheckpointStrategy> RelevanceConvBackend for Autodiff<B, C> {
     fn relevance_conv(
         x: FloatTensor<Self>,
         value: FloatTensor<Self>,

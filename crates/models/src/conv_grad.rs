@@ -25,20 +25,22 @@
 //! only the padding before the input matters, the output size comes from the output
 //! gradient.
 //!
-//! The input gradient stays burn-flex's transposed convolution: the same im2col route
-//! (`dx += col2im(Wᵀ · dYc)`) measured 1–4× *slower* on ResNet18's 3×3 layers (the
-//! scatter-add of col2im), so it is only used when `LEUKEX_CONV_DX=gemm` is set.
-//! Depthwise convolutions (`groups == Cin == Cout`, EfficientNet) get direct
-//! per-channel loops for both gradients; any other grouped convolution, and other
-//! dtypes, keep burn's generic gradients. The forward pass is burn-flex's own
-//! convolution, so forward values are bit for bit those of `Conv2d::forward`; gradients
-//! differ from burn's by float rounding (another summation order).
+//! The forward pass (`groups == 1`) is [`conv_forward`](crate::conv_forward)'s im2col +
+//! gemm written straight into the output, and so is the input gradient of a stride-1
+//! convolution (the convolution of the output gradient with the flipped, transposed
+//! kernel). Strided input gradients stay burn-flex's transposed convolution (an im2col +
+//! col2im route measured 1–4× *slower*: the scatter-add of col2im). Depthwise
+//! convolutions (`groups == Cin == Cout`, EfficientNet) keep burn-flex's forward pass
+//! and get direct per-channel loops for both gradients; any other grouped convolution,
+//! and other dtypes, keep burn's forward pass and gradients. Values differ from burn's
+//! by float rounding (another summation order), not more.
 //!
 //! The operation is a burn backend extension ([`TrainConvBackend`]) implemented for the
 //! `Flex` backend (forward only: there is no backward pass without autodiff) and for
 //! `Autodiff<B, C>` over any backend with [`ConvGradients`], following the pattern of
 //! `leukex_explain::guided`.
 
+use crate::conv_forward;
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -46,7 +48,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops as AutodiffOps, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
@@ -76,8 +78,18 @@ pub trait TrainConvBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// The gradients of a 2-D convolution; by default burn's generic ones.
+/// The forward pass and gradients of a 2-D convolution; by default burn's.
 pub trait ConvGradients: Backend {
+    /// The convolution itself (`ModuleOps::conv2d`).
+    fn conv2d_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, bias, options)
+    }
+
     /// Gradient with respect to the input `x`.
     fn conv2d_input_grad(
         x: FloatTensor<Self>,
@@ -105,7 +117,7 @@ impl TrainConvBackend for Flex {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Flex::conv2d(x, weight, None, options)
+        Flex::conv2d_forward(x, weight, None, options)
     }
 
     fn conv2d_train_bias(
@@ -114,11 +126,28 @@ impl TrainConvBackend for Flex {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Flex::conv2d(x, weight, Some(bias), options)
+        Flex::conv2d_forward(x, weight, Some(bias), options)
     }
 }
 
 impl ConvGradients for Flex {
+    fn conv2d_forward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let f32_bias = bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+        match conv_forward::forward_geometry(&x, &weight, &options) {
+            Some(g) if f32_bias => {
+                let w = contiguous_f32(&weight);
+                let b = bias.map(|b| contiguous_f32(&b));
+                conv_forward::conv2d(&g, &x, f32s(&w), b.as_ref().map(f32s))
+            }
+            _ => Flex::conv2d(x, weight, bias, options),
+        }
+    }
+
     fn conv2d_input_grad(
         x: FlexTensor,
         weight: FlexTensor,
@@ -127,9 +156,8 @@ impl ConvGradients for Flex {
     ) -> FlexTensor {
         match Geometry::new(&x, &weight, &output_grad, &options) {
             Some(g) if g.depthwise() => depthwise_input_grad(&g, &weight, &output_grad),
-            Some(g) if g.groups == 1 && input_grad_gemm() => {
-                flex_input_grad(&g, &weight, &output_grad)
-            }
+            Some(g) if g.groups == 1 => conv_forward::input_grad_stride1(&g, &weight, &output_grad)
+                .unwrap_or_else(|| Flex::conv2d_x_backward(x, weight, output_grad, options)),
             _ => Flex::conv2d_x_backward(x, weight, output_grad, options),
         }
     }
@@ -230,7 +258,7 @@ impl<B: ConvGradients, C: CheckpointStrategy> TrainConvBackend for Autodiff<B, C
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let w_state = prep.checkpoint(&weight);
-                let y = B::conv2d(
+                let y = B::conv2d_forward(
                     x.into_primitive(),
                     weight.into_primitive(),
                     None,
@@ -238,7 +266,7 @@ impl<B: ConvGradients, C: CheckpointStrategy> TrainConvBackend for Autodiff<B, C
                 );
                 prep.finish((x_state, w_state, options), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
                 x.into_primitive(),
                 weight.into_primitive(),
                 None,
@@ -262,7 +290,7 @@ impl<B: ConvGradients, C: CheckpointStrategy> TrainConvBackend for Autodiff<B, C
                 let x_state = prep.checkpoint(&x);
                 let w_state = prep.checkpoint(&weight);
                 let b_state = prep.checkpoint(&bias);
-                let y = B::conv2d(
+                let y = B::conv2d_forward(
                     x.into_primitive(),
                     weight.into_primitive(),
                     Some(bias.into_primitive()),
@@ -270,7 +298,7 @@ impl<B: ConvGradients, C: CheckpointStrategy> TrainConvBackend for Autodiff<B, C
                 );
                 prep.finish((x_state, w_state, b_state, options), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
                 x.into_primitive(),
                 weight.into_primitive(),
                 Some(bias.into_primitive()),
@@ -340,26 +368,26 @@ pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// Shapes and options of one convolution, `f32` only.
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
+pub(crate) struct Geometry {
+    pub(crate) n: usize,
+    pub(crate) cin: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) cout: usize,
     /// Input channels per group (the weight's second axis).
-    cin_g: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
+    pub(crate) cin_g: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) sh: usize,
+    pub(crate) sw: usize,
+    pub(crate) dh: usize,
+    pub(crate) dw: usize,
     /// Padding before the input (top, left); the padding after only sets `oh`, `ow`.
-    pt: usize,
-    pl: usize,
-    groups: usize,
+    pub(crate) pt: usize,
+    pub(crate) pl: usize,
+    pub(crate) groups: usize,
 }
 
 impl Geometry {
@@ -399,7 +427,7 @@ impl Geometry {
     }
 
     /// Rows of the im2col matrix: `Cin · kh · kw` (weight order: channel, ky, kx).
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.cin_g * self.kh * self.kw
     }
 
@@ -428,12 +456,6 @@ impl Geometry {
     }
 }
 
-/// Whether `groups == 1` input gradients use im2col + gemm (`LEUKEX_CONV_DX=gemm`; off by
-/// default: slower than burn-flex's transposed convolution on most layers).
-fn input_grad_gemm() -> bool {
-    std::env::var("LEUKEX_CONV_DX").is_ok_and(|s| s == "gemm")
-}
-
 /// Elements of one im2col chunk (`K × P` floats, 4 MiB). 256 Ki and 4 Mi elements timed
 /// the same on ResNet18's layers (`examples/conv_grads.rs`).
 const CHUNK_ELEMS: usize = 1 << 20;
@@ -450,11 +472,11 @@ fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
-fn f32s(t: &FlexTensor) -> &[f32] {
+pub(crate) fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 
-fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+pub(crate) fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(Shape::new(shape)),
@@ -462,16 +484,8 @@ fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     )
 }
 
-fn matrix(data: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::new([rows, cols])),
-        DType::F32,
-    )
-}
-
 /// im2col of global output rows `r0..r1` into `col` (`K` rows of `(r1 − r0) · ow`).
-fn im2col(g: &Geometry, x: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
+pub(crate) fn im2col(g: &Geometry, x: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
     let p = (r1 - r0) * g.ow;
     let kk = g.kh * g.kw;
     col.chunks_mut(p).enumerate().for_each(|(row, dst)| {
@@ -588,68 +602,6 @@ fn flex_weight_grad(g: &Geometry, x: &FlexTensor, dy: &FlexTensor) -> FlexTensor
         }
     }
     tensor(dw, [g.cout, g.cin_g, g.kh, g.kw])
-}
-
-/// Raw pointer shared by threads that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: only used where every thread writes a disjoint set of elements.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Input gradient, `groups == 1`: `col2im(Wᵀ · dYc)` per chunk.
-fn flex_input_grad(g: &Geometry, weight: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
-    let w = contiguous_f32(weight).reshape(Shape::new([g.cout, g.k()]));
-    let dy = contiguous_f32(dy);
-    let dys = f32s(&dy);
-    let rows = rows_per_chunk(g);
-    let total = g.n * g.oh;
-    let mut dx = vec![0f32; g.n * g.cin * g.h * g.w];
-    let kk = g.kh * g.kw;
-    let mut r0 = 0;
-    while r0 < total {
-        let r1 = (r0 + rows).min(total);
-        let p = (r1 - r0) * g.ow;
-        let mut dyc = vec![0f32; g.cout * p];
-        gather_dy(g, dys, r0, r1, &mut dyc);
-        let rhs = matrix(dyc, g.cout, p);
-        let dcol = Flex::float_matmul(w.transpose(0, 1), rhs).to_contiguous();
-        let dcol = f32s(&dcol);
-        let out = SharedMut(dx.as_mut_ptr());
-        // One channel per task: channel c's rows write only x[·, c, ·, ·].
-        (0..g.cin).into_par_iter().for_each(|c| {
-            for kyx in 0..kk {
-                let (ky, kx) = (kyx / g.kw, kyx % g.kw);
-                let (lo, hi) = g.col_range(kx);
-                if lo >= hi {
-                    continue;
-                }
-                let src_row = &dcol[(c * kk + kyx) * p..][..p];
-                for (rr, s) in (r0..r1).zip(src_row.chunks_exact(g.ow)) {
-                    let (n, oy) = (rr / g.oh, rr % g.oh);
-                    let Some(iy) = g.in_row(oy, ky) else { continue };
-                    let base = ((n * g.cin + c) * g.h + iy) * g.w;
-                    let ix0 = lo * g.sw + kx * g.dw - g.pl;
-                    // SAFETY: base + ix < n·cin·h·w, and only this task writes channel c.
-                    unsafe {
-                        let d = out.get().add(base + ix0);
-                        for (j, v) in s[lo..hi].iter().enumerate() {
-                            *d.add(j * g.sw) += *v;
-                        }
-                    }
-                }
-            }
-        });
-        r0 = r1;
-    }
-    tensor(dx, [g.n, g.cin, g.h, g.w])
 }
 
 /// Depthwise weight gradient: `dW[c, 0, ky, kx] = Σ_{n, oy, ox} dy[n, c, oy, ox] ·
@@ -842,7 +794,74 @@ mod tests {
         bias: bool,
     }
 
-    const CASES: [Case; 7] = [
+    const CASES: [Case; 13] = [
+        // stride 1, padding 1: chunks of rows within each image, input gradient as a
+        // forward convolution
+        Case {
+            x: [2, 8, 40, 40],
+            cout: 6,
+            k: [3, 3],
+            stride: [1, 1],
+            pad: [(1, 1), (1, 1)],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        },
+        // small planes: several whole images per chunk
+        Case {
+            x: [20, 3, 3, 3],
+            cout: 5,
+            k: [3, 3],
+            stride: [1, 1],
+            pad: [(1, 1), (1, 1)],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        },
+        // 1×1, stride 1: the input plane is the product's right-hand side
+        Case {
+            x: [3, 6, 20, 20],
+            cout: 7,
+            k: [1, 1],
+            stride: [1, 1],
+            pad: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        },
+        // 1×1, stride 1, small planes (whole images per chunk)
+        Case {
+            x: [16, 4, 2, 2],
+            cout: 3,
+            k: [1, 1],
+            stride: [1, 1],
+            pad: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+            groups: 1,
+            bias: false,
+        },
+        // stride 1, dilation, asymmetric padding
+        Case {
+            x: [2, 3, 13, 11],
+            cout: 4,
+            k: [3, 3],
+            stride: [1, 1],
+            pad: [(2, 1), (0, 3)],
+            dilation: [2, 1],
+            groups: 1,
+            bias: false,
+        },
+        // stride 1, padded by more than the kernel's span (burn's input gradient)
+        Case {
+            x: [2, 3, 6, 6],
+            cout: 4,
+            k: [3, 3],
+            stride: [1, 1],
+            pad: [(3, 0), (1, 1)],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        },
         // stride 2, symmetric padding, bias
         Case {
             x: [2, 3, 11, 9],
@@ -960,41 +979,14 @@ mod tests {
             for case in CASES {
                 let reference = run(case, &dev, false);
                 let fast = run(case, &dev, true);
-                // the forward is burn-flex's own convolution: bit for bit
-                assert_eq!(reference[0], fast[0], "{case:?}: output");
-                for (what, (r, f)) in ["input", "weight", "bias"]
+                for (what, (r, f)) in ["output", "input", "weight", "bias"]
                     .iter()
-                    .zip(reference.iter().zip(&fast).skip(1))
+                    .zip(reference.iter().zip(&fast))
                 {
                     let d = rel_diff(r, f);
                     assert!(d < 1e-5, "{case:?}: {what} gradient differs by {d:e}");
                 }
             }
-        }
-    }
-
-    /// The opt-in im2col input gradient (`LEUKEX_CONV_DX=gemm`) on its own.
-    #[test]
-    fn gemm_input_gradient_matches_burns() {
-        for case in CASES.into_iter().filter(|c| c.groups == 1) {
-            let [n, cin, h, w] = case.x;
-            let options = ConvOptions::new_with_padding(case.stride, case.pad, case.dilation, 1);
-            let x = tensor(noise(n * cin * h * w, 1), case.x);
-            let wt = tensor(
-                noise(case.cout * cin * case.k[0] * case.k[1], 2),
-                [case.cout, cin, case.k[0], case.k[1]],
-            );
-            let y = Flex::conv2d(x.clone(), wt.clone(), None, options.clone());
-            let [_, _, oh, ow] = y.shape().dims();
-            let dy = tensor(noise(n * case.cout * oh * ow, 4), [n, case.cout, oh, ow]);
-            let g = Geometry::new(&x, &wt, &dy, &options).expect("f32 geometry");
-            let fast = flex_input_grad(&g, &wt, &dy);
-            let reference = Flex::conv2d_x_backward(x, wt, dy, options);
-            let d = rel_diff(
-                f32s(&reference.to_contiguous()),
-                f32s(&fast.to_contiguous()),
-            );
-            assert!(d < 1e-5, "{case:?}: input gradient differs by {d:e}");
         }
     }
 
@@ -1007,11 +999,11 @@ mod tests {
             .init(&dev);
         for (h, w) in [(10, 11), (9, 8), (1, 2)] {
             let x = t4([2, 3, h, w], 5, &dev);
-            assert_eq!(
-                values(conv.forward(x.clone())),
-                values(conv2d_module(&conv, x)),
-                "{h}×{w}"
+            let d = rel_diff(
+                &values(conv.forward(x.clone())),
+                &values(conv2d_module(&conv, x)),
             );
+            assert!(d < 1e-6, "{h}×{w}: differs by {d:e}");
         }
     }
 }

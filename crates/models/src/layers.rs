@@ -137,15 +137,16 @@ pub trait Network {
     fn forward_ops(&self, x: Tensor<4>, ops: &mut dyn Ops) -> Tensor<2>;
 }
 
-/// BatchNorm as PyTorch computes it. In inference (and for a frozen layer) this is burn's
-/// `BatchNorm::forward`. In training it normalises with the batch statistics like burn, but
+/// BatchNorm as PyTorch computes it. In inference (and for a frozen layer) one pass with
+/// PyTorch's per-channel scale and shift
+/// ([`batch_norm_inference`](crate::channel_affine::batch_norm_inference)). In training it normalises with the batch statistics like burn, but
 /// updates `running_var` with the *unbiased* batch variance (`n / (n − 1)` times the
 /// biased one, `n` = values per channel), as `torch.nn.BatchNorm2d` does; burn updates it
 /// with the biased one, which would leave trained running variances (and so every
 /// evaluation after training) off from PyTorch's by up to `1/n`.
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !batch_norm_is_training(bn, &x) {
-        return bn.forward(x);
+        return crate::channel_affine::batch_norm_inference(bn, x);
     }
     let [n, _, h, w] = x.dims();
     let count = (n * h * w) as f64;

@@ -55,7 +55,9 @@
 //! the model parameter randomisation test as Quantus 0.6 runs it (see [`randomise`]).
 
 pub mod allocator;
+pub mod channel_affine;
 pub mod closed_form;
+mod conv_forward;
 pub mod conv_grad;
 mod efficientnet;
 mod export;

@@ -1,0 +1,281 @@
+//! Forward 2-D convolution (`groups == 1`, `f32`) as im2col + one matrix product per
+//! chunk of output positions, written straight into the NCHW output.
+//!
+//! burn-flex 0.22.1's general convolution first copies the whole input to NHWC on one
+//! thread, then, per tile of 512 output positions, allocates an im2col tile and a result
+//! buffer and scatters the result into the output one element at a time with a stride
+//! of a whole output plane. On ResNet18's 3×3 layers those copies, not the products,
+//! are most of the difference to PyTorch. Here, per chunk of whole output rows:
+//!
+//! ```text
+//! col [Cin·kh·kw, P] = im2col(x) over the chunk's P positions (from NCHW directly)
+//! out[n, :, chunk]   = W [Cout, Cin·kh·kw] · col       (one gemm, written in place)
+//! ```
+//!
+//! A chunk is a run of rows of one image (written in place, the output rows of one
+//! channel being contiguous), or, where one image has few positions (the 7×7 and 14×14
+//! layers), several whole images (the product goes to a buffer and is copied out one
+//! channel plane at a time). Chunks run in parallel, each with a single-threaded
+//! product, and their sizes do not depend on the number of threads, so neither do the
+//! results. A 1×1 convolution with stride 1 and no padding needs no im2col: the input
+//! plane is the right-hand side as it is.
+//!
+//! The same routine serves the input gradient of a stride-1 convolution, which is the
+//! convolution of the output gradient with the kernel flipped and its channel axes
+//! swapped ([`input_grad_stride1`]).
+
+use crate::conv_grad::{Geometry, f32s, im2col, tensor};
+use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ConvOptions;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+/// im2col elements per chunk (`K × P` floats, 4 MiB), as the weight gradient uses.
+const CHUNK_ELEMS: usize = 1 << 20;
+/// At least this many output positions per chunk (narrower products run slowly).
+const MIN_POSITIONS: usize = 256;
+/// Split a layer into at least this many chunks where it has the rows for them, so
+/// that both cores (and more) have work on the small late layers. A constant, not
+/// the thread count: chunk sizes, and so the summation order, stay machine-independent.
+const MIN_CHUNKS: usize = 8;
+
+/// The geometry of `conv2d(x, weight)` with `options`, if this module handles it:
+/// `f32`, `groups == 1`.
+pub(crate) fn forward_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 {
+        return None;
+    }
+    let [n, cin, h, w] = x.shape().dims();
+    let [cout, cin_g, kh, kw] = weight.shape().dims();
+    if cin_g != cin || n == 0 || cout == 0 {
+        return None;
+    }
+    let size = |axis: usize, k: usize, i: usize| {
+        let (before, after) = options.padding[axis];
+        let padded = i + before + after;
+        let span = options.dilation[axis] * (k - 1) + 1;
+        (padded >= span).then(|| (padded - span) / options.stride[axis] + 1)
+    };
+    let oh = size(0, kh, h)?;
+    let ow = size(1, kw, w)?;
+    Some(Geometry {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        cin_g,
+        kh,
+        kw,
+        oh,
+        ow,
+        sh: options.stride[0],
+        sw: options.stride[1],
+        dh: options.dilation[0],
+        dw: options.dilation[1],
+        pt: options.padding[0].0,
+        pl: options.padding[1].0,
+        groups: 1,
+    })
+}
+
+/// `conv2d(x, weight, bias)` for a geometry from [`forward_geometry`]; the weight is
+/// `[Cout, Cin, kh, kw]` contiguous, the bias `[Cout]`.
+pub(crate) fn conv2d(
+    g: &Geometry,
+    x: &FlexTensor,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let xs = f32s(&x);
+    let plane = g.oh * g.ow;
+    let mut out = vec![0f32; g.n * g.cout * plane];
+    let dst = SharedOut(out.as_mut_ptr());
+    let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0;
+    let chunks = chunks(g);
+    chunks.par_iter().for_each_init(Vec::new, |col, &(r0, r1)| {
+        let (n, oy) = (r0 / g.oh, r0 % g.oh);
+        let p = (r1 - r0) * g.ow;
+        let within_image = r1 - r0 <= g.oh - oy;
+        // The right-hand side: the input itself (1×1) or the chunk's im2col.
+        let (rhs, rhs_rs): (*const f32, usize) = if pointwise && within_image {
+            (xs[n * g.cin * plane + oy * g.ow..].as_ptr(), plane)
+        } else {
+            col.resize(g.k() * p, 0.0);
+            im2col(g, xs, r0, r1, col);
+            (col.as_ptr(), p)
+        };
+        if within_image {
+            // SAFETY: chunks are disjoint runs of output rows; this one writes rows
+            // oy..oy + p/ow of image n in every channel, inside `out`.
+            let at = unsafe { dst.get().add(n * g.cout * plane + oy * g.ow) };
+            unsafe { product(g, weight, rhs, rhs_rs, at, plane, p) };
+            if let Some(b) = bias {
+                for (co, &bv) in b.iter().enumerate() {
+                    // SAFETY: as above.
+                    let row = unsafe { std::slice::from_raw_parts_mut(at.add(co * plane), p) };
+                    row.iter_mut().for_each(|v| *v += bv);
+                }
+            }
+        } else {
+            // Whole images: product into a buffer, then one plane per (image, channel).
+            let mut buf = vec![0f32; g.cout * p];
+            unsafe { product(g, weight, rhs, rhs_rs, buf.as_mut_ptr(), p, p) };
+            for (co, row) in buf.chunks_exact(p).enumerate() {
+                let bv = bias.map_or(0.0, |b| b[co]);
+                for (i, src) in row.chunks_exact(plane).enumerate() {
+                    // SAFETY: image n + i lies in this chunk only.
+                    let d = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.get().add(((n + i) * g.cout + co) * plane),
+                            plane,
+                        )
+                    };
+                    d.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv);
+                }
+            }
+        }
+    });
+    tensor(out, [g.n, g.cout, g.oh, g.ow])
+}
+
+/// `dst[Cout × p] = W[Cout × K] · rhs[K × p]`, rows of `dst` `dst_rs` apart, rows of
+/// `rhs` `rhs_rs` apart, single-threaded.
+///
+/// # Safety
+/// `rhs` must hold `K` rows of `p` readable floats `rhs_rs` apart, and `dst` `Cout`
+/// rows of `p` writable floats `dst_rs` apart that nothing else touches meanwhile.
+unsafe fn product(
+    g: &Geometry,
+    weight: &[f32],
+    rhs: *const f32,
+    rhs_rs: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    p: usize,
+) {
+    let k = g.k();
+    assert!(weight.len() >= g.cout * k);
+    // SAFETY: the weight is bounded by the assert, rhs and dst by the caller.
+    unsafe {
+        gemm::gemm(
+            g.cout,
+            p,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            weight.as_ptr(),
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The chunks of global output rows (`n · oh + oy`): runs of rows inside one image
+/// where an image has enough positions, otherwise groups of whole images.
+fn chunks(g: &Geometry) -> Vec<(usize, usize)> {
+    let total = g.n * g.oh;
+    let by_size = CHUNK_ELEMS / (g.k() * g.ow).max(1);
+    let min_rows = MIN_POSITIONS.div_ceil(g.ow);
+    let balanced = total.div_ceil(MIN_CHUNKS).max(1);
+    let rows = by_size.max(min_rows).min(balanced).max(1);
+    let mut out = Vec::new();
+    if rows < g.oh {
+        for n in 0..g.n {
+            let mut oy = 0;
+            while oy < g.oh {
+                let end = (oy + rows).min(g.oh);
+                out.push((n * g.oh + oy, n * g.oh + end));
+                oy = end;
+            }
+        }
+    } else {
+        let images = (rows / g.oh).max(1);
+        let mut n = 0;
+        while n < g.n {
+            let end = (n + images).min(g.n);
+            out.push((n * g.oh, end * g.oh));
+            n = end;
+        }
+    }
+    out
+}
+
+/// The input gradient of a stride-1, `groups == 1` convolution as a forward
+/// convolution: `dx = conv2d(dy, W')` with `W'[ci, co, ky, kx] = W[co, ci, kh−1−ky,
+/// kw−1−kx]`, the same dilation, and `d·(k−1) − p_before` padding before. `None` where
+/// that padding would be negative (a convolution padded by more than its kernel span).
+pub(crate) fn input_grad_stride1(
+    g: &Geometry,
+    weight: &FlexTensor,
+    dy: &FlexTensor,
+) -> Option<FlexTensor> {
+    if g.groups != 1 || g.sh != 1 || g.sw != 1 {
+        return None;
+    }
+    let pt = (g.dh * (g.kh - 1)).checked_sub(g.pt)?;
+    let pl = (g.dw * (g.kw - 1)).checked_sub(g.pl)?;
+    let w = weight.to_contiguous();
+    let ws = f32s(&w);
+    let kk = g.kh * g.kw;
+    let mut flipped = vec![0f32; ws.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let src = &ws[(co * g.cin + ci) * kk..][..kk];
+            let dst = &mut flipped[(ci * g.cout + co) * kk..][..kk];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    let t = Geometry {
+        n: g.n,
+        cin: g.cout,
+        h: g.oh,
+        w: g.ow,
+        cout: g.cin,
+        cin_g: g.cout,
+        kh: g.kh,
+        kw: g.kw,
+        oh: g.h,
+        ow: g.w,
+        sh: 1,
+        sw: 1,
+        dh: g.dh,
+        dw: g.dw,
+        pt,
+        pl,
+        groups: 1,
+    };
+    Some(conv2d(&t, dy, &flipped, None))
+}
+
+/// Raw output pointer shared by chunks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: only used where every chunk writes a disjoint set of elements.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
