@@ -106,7 +106,7 @@ pub trait Ops {
     }
 
     fn relu6(&mut self, x: Tensor<4>) -> Tensor<4> {
-        activation::relu6(x)
+        crate::relu6::relu6(x)
     }
 
     fn max_pool(&mut self, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {

@@ -66,6 +66,7 @@ mod googlenet;
 mod layers;
 pub mod predict;
 pub mod randomise;
+pub mod relu6;
 mod resnet;
 mod vgg;
 mod weights;
