@@ -46,55 +46,53 @@ impl ChannelAffineBackend for Flex {
         if !f32s {
             return generic_affine::<Flex>(x, scale, shift);
         }
-        let shape = x.shape();
-        let [n, c, h, w] = shape.dims();
-        let (x, scale, shift) = (
-            x.to_contiguous(),
-            scale.to_contiguous(),
-            shift.to_contiguous(),
-        );
-        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        let [_, c, h, w] = x.shape().dims();
+        let plane = h * w;
+        let (scale, shift) = (scale.to_contiguous(), shift.to_contiguous());
         let sc = scale.as_slice::<f32>().expect("contiguous f32");
         let sh = shift.as_slice::<f32>().expect("contiguous f32");
-        let plane = h * w;
-        let mut out = vec![0f32; n * c * plane];
+        // In place where x owns its buffer alone (a convolution's fresh output), else on
+        // a contiguous copy.
+        let whole = x.layout().start_offset() == 0 && x.layout().is_contiguous();
+        let mut y = if whole && x.is_unique() {
+            x
+        } else {
+            let copy = x.to_contiguous().as_slice::<f32>().expect("f32").to_vec();
+            FlexTensor::new(
+                Bytes::from_elems(copy),
+                Layout::contiguous(x.shape()),
+                DType::F32,
+            )
+        };
+        let n = y.shape().num_elements();
+        let data = y.try_storage_mut::<f32>().expect("a buffer of its own");
         if plane > 0 {
-            out.par_chunks_mut(plane)
-                .zip(xs.par_chunks(plane))
+            data[..n]
+                .par_chunks_mut(plane)
                 .enumerate()
-                .for_each(|(nc, (o, x))| {
-                    fused_multiply_add(o, x, sc[nc % c], sh[nc % c]);
-                });
+                .for_each(|(nc, p)| fused_multiply_add(p, sc[nc % c], sh[nc % c]));
         }
-        FlexTensor::new(
-            Bytes::from_elems(out),
-            Layout::contiguous(shape),
-            DType::F32,
-        )
+        y
     }
 }
 
-/// `out = x · a + b` with one rounding (a fused multiply-add, as PyTorch's vectorised
+/// `v = v · a + b` with one rounding (a fused multiply-add, as PyTorch's vectorised
 /// kernel computes it); the FMA instructions where the CPU has them (checked at run
 /// time), otherwise the same result from the C library's `fmaf`.
-fn fused_multiply_add(out: &mut [f32], x: &[f32], a: f32, b: f32) {
+fn fused_multiply_add(values: &mut [f32], a: f32, b: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has FMA (checked just above).
-        unsafe { fused_multiply_add_fma(out, x, a, b) };
+        unsafe { fused_multiply_add_fma(values, a, b) };
         return;
     }
-    out.iter_mut()
-        .zip(x)
-        .for_each(|(o, x)| *o = x.mul_add(a, b));
+    values.iter_mut().for_each(|v| *v = v.mul_add(a, b));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn fused_multiply_add_fma(out: &mut [f32], x: &[f32], a: f32, b: f32) {
-    out.iter_mut()
-        .zip(x)
-        .for_each(|(o, x)| *o = x.mul_add(a, b));
+unsafe fn fused_multiply_add_fma(values: &mut [f32], a: f32, b: f32) {
+    values.iter_mut().for_each(|v| *v = v.mul_add(a, b));
 }
 
 /// `x · scale + shift` in the backend's own operations (broadcast over `[1, C, 1, 1]`).
@@ -292,6 +290,12 @@ mod tests {
         let shift = Tensor::<1>::from_data([1.0f32, 0.0, -3.0], &dev);
         let want =
             x.clone() * scale.clone().reshape([1, 3, 1, 1]) + shift.clone().reshape([1, 3, 1, 1]);
-        assert_eq!(values(channel_affine(x, scale, shift)), values(want));
+        let before = values(x.clone());
+        // Shared with `kept`: computed on a copy; then unshared: in place.
+        let kept = x.clone();
+        let shared = channel_affine(x, scale.clone(), shift.clone());
+        assert_eq!(values(kept.clone()), before, "a shared input is left alone");
+        assert_eq!(values(shared), values(want.clone()));
+        assert_eq!(values(channel_affine(kept, scale, shift)), values(want));
     }
 }

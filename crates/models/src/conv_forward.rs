@@ -95,7 +95,11 @@ pub(crate) fn conv2d(
     let x = x.to_contiguous();
     let xs = f32s(&x);
     let plane = g.oh * g.ow;
-    let mut out = vec![0f32; g.n * g.cout * plane];
+    // Every element is written below (by gemm, which does not read its destination
+    // here, or by the copies), so the buffer is not zeroed first: zeroing was a
+    // separate pass over every convolution's output.
+    let len = g.n * g.cout * plane;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let dst = SharedOut(out.as_mut_ptr());
     let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0;
     let chunks = chunks(g);
@@ -130,18 +134,19 @@ pub(crate) fn conv2d(
             for (co, row) in buf.chunks_exact(p).enumerate() {
                 let bv = bias.map_or(0.0, |b| b[co]);
                 for (i, src) in row.chunks_exact(plane).enumerate() {
-                    // SAFETY: image n + i lies in this chunk only.
-                    let d = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.get().add(((n + i) * g.cout + co) * plane),
-                            plane,
-                        )
-                    };
-                    d.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv);
+                    // SAFETY: image n + i lies in this chunk only; raw writes, as the
+                    // buffer is not initialised yet.
+                    let d = unsafe { dst.get().add(((n + i) * g.cout + co) * plane) };
+                    for (j, s) in src.iter().enumerate() {
+                        unsafe { d.add(j).write(s + bv) };
+                    }
                 }
             }
         }
     });
+    // SAFETY: the chunks cover every output row of every image and channel, and each
+    // element was written above.
+    unsafe { out.set_len(len) };
     tensor(out, [g.n, g.cout, g.oh, g.ow])
 }
 
