@@ -32,7 +32,7 @@ use burn::tensor::activation::relu;
 // leukex's convolution (same values as burn's up to rounding, faster forward and
 // backward passes), so that every pass of an explanation computes a layer alike.
 use leukex_models::conv_grad::conv2d_train as conv2d;
-use leukex_models::{Classifier, Ops, batch_norm, conv_options, fold_batch_norm};
+use leukex_models::{Classifier, Ops, conv_options, fold_batch_norm, plain_conv};
 use serde::{Deserialize, Serialize};
 
 use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN};
@@ -322,12 +322,9 @@ impl Ops for SharedGradientOps<'_> {
         x: Tensor<4>,
     ) -> Tensor<4> {
         self.linear_layers_seen += 1;
-        if let Some((bn_name, bn)) = bn
-            && self.layers.iter().any(|l| l == name)
-        {
+        if bn.is_some() && self.layers.iter().any(|l| l == name) {
             self.unfolded = true;
-            let y = self.output(name, leukex_models::conv_grad::conv2d_module(conv, x));
-            return self.output(bn_name, batch_norm(bn, y));
+            return plain_conv(self, name, conv, bn, x);
         }
         let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
         let (w, b) = (w.inner(), b.map(|b| b.inner()));

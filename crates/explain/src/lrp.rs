@@ -677,7 +677,7 @@ impl Ops for LrpOps<'_> {
         if self.deep_taylor_compat() {
             return activation::relu6(x);
         }
-        let z = activation::relu6(x.clone().detach());
+        let z = leukex_models::relu6::relu6(x.clone().detach());
         with_backward(z, x)
     }
 

@@ -83,11 +83,7 @@ pub trait Ops {
         bn: Option<(&str, &BatchNorm)>,
         x: Tensor<4>,
     ) -> Tensor<4> {
-        let y = self.output(name, crate::conv_grad::conv2d_module(conv, x));
-        match bn {
-            Some((bn_name, bn)) => self.output(bn_name, batch_norm(bn, y)),
-            None => y,
-        }
+        plain_conv(self, name, conv, bn, x)
     }
 
     /// Fully connected layer on `[N, in]`; the caller hooks the output.
@@ -126,6 +122,23 @@ pub trait Ops {
     /// Concatenation along channels (GoogLeNet's inception modules).
     fn cat(&mut self, xs: Vec<Tensor<4>>) -> Tensor<4> {
         Tensor::cat(xs, 1)
+    }
+}
+
+/// [`Ops::conv`]'s default: the convolution, then its BatchNorm, each output passed to
+/// `ops.output`; for an `Ops` that overrides `conv` but keeps the plain operation for
+/// some layers.
+pub fn plain_conv<O: Ops + ?Sized>(
+    ops: &mut O,
+    name: &str,
+    conv: &Conv2d,
+    bn: Option<(&str, &BatchNorm)>,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    let y = ops.output(name, crate::conv_grad::conv2d_module(conv, x));
+    match bn {
+        Some((bn_name, bn)) => ops.output(bn_name, batch_norm(bn, y)),
+        None => y,
     }
 }
 

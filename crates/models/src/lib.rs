@@ -94,7 +94,7 @@ pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFo
 pub use conv_grad::conv_options;
 pub use fold::fold_batch_norm;
 use layers::{HookOps, Tap};
-pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm};
+pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm, plain_conv};
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
