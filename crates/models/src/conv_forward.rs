@@ -24,17 +24,13 @@
 //! convolution of the output gradient with the kernel flipped and its channel axes
 //! swapped ([`input_grad_stride1`]).
 
-use crate::conv_grad::{Geometry, f32s, im2col, tensor};
+use crate::conv_grad::{Geometry, f32s, im2col, rows_per_chunk, tensor};
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ConvOptions;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-/// im2col elements per chunk (`K × P` floats, 4 MiB), as the weight gradient uses.
-const CHUNK_ELEMS: usize = 1 << 20;
-/// At least this many output positions per chunk (narrower products run slowly).
-const MIN_POSITIONS: usize = 256;
 /// Split a layer into at least this many chunks where it has the rows for them, so
 /// that both cores (and more) have work on the small late layers. A constant, not
 /// the thread count: chunk sizes, and so the summation order, stay machine-independent.
@@ -61,27 +57,13 @@ pub(crate) fn forward_geometry(
         let span = options.dilation[axis] * (k - 1) + 1;
         (padded >= span).then(|| (padded - span) / options.stride[axis] + 1)
     };
-    let oh = size(0, kh, h)?;
-    let ow = size(1, kw, w)?;
-    Some(Geometry {
-        n,
-        cin,
-        h,
-        w,
-        cout,
-        cin_g,
-        kh,
-        kw,
-        oh,
-        ow,
-        sh: options.stride[0],
-        sw: options.stride[1],
-        dh: options.dilation[0],
-        dw: options.dilation[1],
-        pt: options.padding[0].0,
-        pl: options.padding[1].0,
-        groups: 1,
-    })
+    let out = [size(0, kh, h)?, size(1, kw, w)?];
+    Some(Geometry::from_shapes(
+        x.shape().dims(),
+        weight.shape().dims(),
+        out,
+        options,
+    ))
 }
 
 /// `conv2d(x, weight, bias)` for a geometry from [`forward_geometry`]; the weight is
@@ -196,11 +178,10 @@ unsafe fn product(
 /// The chunks of global output rows (`n · oh + oy`): runs of rows inside one image
 /// where an image has enough positions, otherwise groups of whole images.
 fn chunks(g: &Geometry) -> Vec<(usize, usize)> {
-    let total = g.n * g.oh;
-    let by_size = CHUNK_ELEMS / (g.k() * g.ow).max(1);
-    let min_rows = MIN_POSITIONS.div_ceil(g.ow);
-    let balanced = total.div_ceil(MIN_CHUNKS).max(1);
-    let rows = by_size.max(min_rows).min(balanced).max(1);
+    // The weight gradient's chunk size (about 1 Mi im2col elements, at least 256
+    // positions), capped so that a layer has at least MIN_CHUNKS chunks.
+    let balanced = (g.n * g.oh).div_ceil(MIN_CHUNKS).max(1);
+    let rows = rows_per_chunk(g).min(balanced);
     let mut out = Vec::new();
     if rows < g.oh {
         for n in 0..g.n {
@@ -250,25 +231,14 @@ pub(crate) fn input_grad_stride1(
             }
         }
     }
-    let t = Geometry {
-        n: g.n,
-        cin: g.cout,
-        h: g.oh,
-        w: g.ow,
-        cout: g.cin,
-        cin_g: g.cout,
-        kh: g.kh,
-        kw: g.kw,
-        oh: g.h,
-        ow: g.w,
-        sh: 1,
-        sw: 1,
-        dh: g.dh,
-        dw: g.dw,
-        pt,
-        pl,
-        groups: 1,
-    };
+    // Stride 1, the same dilation, padding `pt`, `pl` before the output gradient.
+    let options = ConvOptions::new_with_padding([1, 1], [(pt, 0), (pl, 0)], [g.dh, g.dw], 1);
+    let t = Geometry::from_shapes(
+        [g.n, g.cout, g.oh, g.ow],
+        [g.cin, g.cout, g.kh, g.kw],
+        [g.h, g.w],
+        &options,
+    );
     Some(conv2d(&t, dy, &flipped, None))
 }
 

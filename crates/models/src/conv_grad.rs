@@ -395,17 +395,33 @@ impl Geometry {
         if x.dtype() != DType::F32 || w.dtype() != DType::F32 || dy.dtype() != DType::F32 {
             return None;
         }
-        let [n, cin, h, wd] = x.shape().dims();
-        let [cout, cin_g, kh, kw] = w.shape().dims();
+        let [n, cin, _, _] = x.shape().dims();
+        let [cout, cin_g, _, _] = w.shape().dims();
         let [n2, cout2, oh, ow] = dy.shape().dims();
         if n != n2 || cout != cout2 || cin_g * o.groups != cin {
             return None;
         }
-        Some(Self {
+        Some(Self::from_shapes(
+            x.shape().dims(),
+            w.shape().dims(),
+            [oh, ow],
+            o,
+        ))
+    }
+
+    /// The geometry of input `[N, Cin, H, W]`, weight `[Cout, Cin/groups, kh, kw]` and
+    /// output size `[oh, ow]` under `o` (only the padding before the input is kept).
+    pub(crate) fn from_shapes(
+        [n, cin, h, w]: [usize; 4],
+        [cout, cin_g, kh, kw]: [usize; 4],
+        [oh, ow]: [usize; 2],
+        o: &ConvOptions<2>,
+    ) -> Self {
+        Self {
             n,
             cin,
             h,
-            w: wd,
+            w,
             cout,
             cin_g,
             kh,
@@ -419,7 +435,7 @@ impl Geometry {
             pt: o.padding[0].0,
             pl: o.padding[1].0,
             groups: o.groups,
-        })
+        }
     }
 
     fn depthwise(&self) -> bool {
@@ -462,7 +478,7 @@ const CHUNK_ELEMS: usize = 1 << 20;
 
 /// Global output rows (`n · oh + oy`) per chunk: about [`CHUNK_ELEMS`] im2col elements,
 /// at least 256 columns.
-fn rows_per_chunk(g: &Geometry) -> usize {
+pub(crate) fn rows_per_chunk(g: &Geometry) -> usize {
     let by_size = CHUNK_ELEMS / (g.k() * g.ow).max(1);
     let min_rows = 256usize.div_ceil(g.ow);
     by_size.max(min_rows).clamp(1, g.n * g.oh)
