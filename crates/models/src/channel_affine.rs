@@ -81,14 +81,17 @@ impl ChannelAffineBackend for Flex {
 /// time), otherwise the same result from the C library's `fmaf`.
 fn fused_multiply_add(values: &mut [f32], a: f32, b: f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA (checked just above).
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: `fused_multiply_add_fma` is compiled for AVX2 and FMA, and the CPU has
+        // both (checked just above); it only reads and writes `values`.
         unsafe { fused_multiply_add_fma(values, a, b) };
         return;
     }
     values.iter_mut().for_each(|v| *v = v.mul_add(a, b));
 }
 
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fused_multiply_add_fma(values: &mut [f32], a: f32, b: f32) {

@@ -101,6 +101,9 @@ pub(crate) fn conv2d(
             // SAFETY: chunks are disjoint runs of output rows; this one writes rows
             // oy..oy + p/ow of image n in every channel, inside `out`.
             let at = unsafe { dst.get().add(n * g.cout * plane + oy * g.ow) };
+            // SAFETY: `rhs` holds K rows of p columns (the im2col buffer or the input
+            // plane), and `at` Cout rows of p elements `plane` apart that only this chunk
+            // writes.
             unsafe { product(g, weight, rhs, rhs_rs, at, plane, p) };
             if let Some(b) = bias {
                 for (co, &bv) in b.iter().enumerate() {
@@ -112,6 +115,7 @@ pub(crate) fn conv2d(
         } else {
             // Whole images: product into a buffer, then one plane per (image, channel).
             let mut buf = vec![0f32; g.cout * p];
+            // SAFETY: `buf` is this chunk's own Cout × p buffer; `rhs` as above.
             unsafe { product(g, weight, rhs, rhs_rs, buf.as_mut_ptr(), p, p) };
             for (co, row) in buf.chunks_exact(p).enumerate() {
                 let bv = bias.map_or(0.0, |b| b[co]);
@@ -120,6 +124,7 @@ pub(crate) fn conv2d(
                     // buffer is not initialised yet.
                     let d = unsafe { dst.get().add(((n + i) * g.cout + co) * plane) };
                     for (j, s) in src.iter().enumerate() {
+                        // SAFETY: j < plane, inside that (image, channel) plane.
                         unsafe { d.add(j).write(s + bv) };
                     }
                 }
@@ -247,6 +252,7 @@ pub(crate) fn input_grad_stride1(
 struct SharedOut(*mut f32);
 // SAFETY: only used where every chunk writes a disjoint set of elements.
 unsafe impl Send for SharedOut {}
+// SAFETY: as for Send: no two threads touch the same element through it.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
