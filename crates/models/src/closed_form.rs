@@ -95,3 +95,110 @@ pub fn closed_form_state_dict(model: &Classifier, bn: Option<&StateDict>) -> Sta
     }
     sd
 }
+
+/// How far leukex's float32 result may be from the reference computed in float64, as a
+/// multiple of the reference library's own float32 error on the same image (its
+/// "yardstick", recorded in the fixtures by `scripts/fixtures/gen_f32_yardstick.py`:
+/// the largest over the thread counts and convolution back-ends PyTorch runs in).
+///
+/// Why a multiple and not an absolute tolerance: float32 rounding depends on the summation
+/// order, which gemm picks from the CPU's caches and instruction set, so two correct
+/// float32 implementations, or one on two CPUs, differ by about their own rounding error.
+/// 2 allows leukex's rounding to be twice the reference's worst configuration, no more.
+pub const F32_K: f64 = 2.0;
+
+/// The float32 bound of one image: `max(tolerance, F32_K × yardstick)`.
+pub fn f32_bound(tolerance: f64, yardstick: f64) -> f64 {
+    assert!(
+        yardstick.is_finite() && yardstick >= 0.0,
+        "yardstick {yardstick} is not a float32 error"
+    );
+    tolerance.max(F32_K * yardstick)
+}
+
+/// Relative L2 distance `‖got − want‖ / ‖want‖` of each of `n` equal-sized images.
+pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
+    assert_eq!(got.len(), want.len(), "sizes differ");
+    assert!(n > 0 && got.len() % n == 0, "{} values in {n} images", got.len());
+    let per = got.len() / n;
+    (0..n)
+        .map(|i| {
+            let r = i * per..(i + 1) * per;
+            let num: f64 = got[r.clone()]
+                .iter()
+                .zip(&want[r.clone()])
+                .map(|(a, b)| (a - b).powi(2))
+                .sum();
+            let den: f64 = want[r].iter().map(|b| b * b).sum();
+            assert!(den > 0.0, "image {i} of the reference is zero: a test cannot fail");
+            (num / den).sqrt()
+        })
+        .collect()
+}
+
+/// Largest absolute difference of each of `n` equal-sized images.
+pub fn max_abs_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
+    assert_eq!(got.len(), want.len(), "sizes differ");
+    assert!(n > 0 && got.len() % n == 0, "{} values in {n} images", got.len());
+    let per = got.len() / n;
+    (0..n)
+        .map(|i| {
+            got[i * per..(i + 1) * per]
+                .iter()
+                .zip(&want[i * per..(i + 1) * per])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
+/// Per image, `errors[i] <= f32_bound(tolerance, yardstick[i])`; the failures, each
+/// naming the image, its error, the bound and the reference's own float32 error.
+pub fn f32_failures(what: &str, errors: &[f64], tolerance: f64, yardstick: &[f64]) -> Vec<String> {
+    assert_eq!(
+        errors.len(),
+        yardstick.len(),
+        "{what}: one yardstick per image"
+    );
+    errors
+        .iter()
+        .zip(yardstick)
+        .enumerate()
+        .filter_map(|(i, (&e, &y))| {
+            let bound = f32_bound(tolerance, y);
+            (e.is_nan() || e > bound).then(|| {
+                format!(
+                    "{what}, image {i}: float32 error {e:.3e} > {bound:.3e} = max({tolerance:e}, \
+                     {F32_K} × the reference's own float32 error {y:.3e})"
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod f32_criterion_tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_is_the_larger_of_tolerance_and_k_times_the_yardstick() {
+        assert_eq!(f32_bound(1e-3, 1e-4), 1e-3);
+        assert_eq!(f32_bound(1e-3, 2e-3), 4e-3);
+    }
+
+    #[test]
+    fn errors_above_the_bound_fail_per_image() {
+        let fails = f32_failures("m", &[1e-3, 5e-3, f64::NAN], 1e-3, &[1e-4, 2e-3, 1.0]);
+        assert_eq!(fails.len(), 2, "{fails:?}");
+        assert!(fails[0].contains("image 1"), "{}", fails[0]);
+        assert!(fails[1].contains("image 2"), "{}", fails[1]);
+    }
+
+    #[test]
+    fn per_image_distances() {
+        let want = [1.0, 0.0, 0.0, 2.0];
+        let got = [1.0, 0.5, 0.0, 2.0];
+        assert_eq!(rel_l2_per_image(&got, &want, 2), vec![0.5, 0.0]);
+        assert_eq!(max_abs_per_image(&got, &want, 2), vec![0.5, 0.0]);
+    }
+}

@@ -3,16 +3,18 @@
 //! `scripts/fixtures/gen_models.py`; see `common/mod.rs` for the shared formula.
 //!
 //! Per architecture:
-//! * float32 (the production dtype): logits within 1e-4 (max abs) of PyTorch's float32 logits;
 //! * float64 (same weights cast exactly): logits within 1e-5 of PyTorch's float64 logits and
 //!   input gradient of one logit within 1e-5 relative L2 of PyTorch's float64 gradient
 //!   (the brief asks for <= 1e-3);
-//! * float32 input gradient: only a coarse check (relative L2 <= 5e-2 against the float64
-//!   reference). The gradient of a ReLU / max-pool network is piecewise constant in the
-//!   input; in float32, units within rounding error of a ReLU threshold or a max-pool tie
-//!   flip, and each flip moves gradient mass locally. PyTorch's own float32 gradient is
-//!   up to 2.5e-2 (ResNet-50) away from its float64 gradient on these fixtures (recorded in
-//!   the fixture metadata), so a 1e-3 bound is only meaningful in float64.
+//! * float32 (the production dtype), per image against PyTorch's float64 result: logits
+//!   within max(1e-4, 2 × PyTorch's own float32 error) (max abs), input gradient within
+//!   max(1e-3, 2 × PyTorch's own float32 error) (relative L2). PyTorch's own error is the
+//!   fixture's `torch_f32_yardstick` (`scripts/fixtures/gen_f32_yardstick.py`: the worst of
+//!   1, 2, 4 threads and oneDNN on/off). Float32 rounding depends on the summation order,
+//!   which gemm picks per CPU, so no fixed absolute tolerance holds on every machine; and
+//!   the gradient of a ReLU / max-pool network is piecewise constant in the input, so units
+//!   within rounding error of a ReLU threshold or a max-pool tie flip in float32 (PyTorch's
+//!   own float32 gradient is up to 2.7e-2 from its float64 one on ResNet-50 here).
 
 mod common;
 
@@ -20,12 +22,43 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use common::{Fixture, closed_form_state_dict, input_value};
+use leukex_models::closed_form::{f32_failures, max_abs_per_image, rel_l2_per_image};
 use leukex_models::{Arch, Classifier, ModelConfig};
 
 const LOGIT_MAX_ABS_F32: f64 = 1e-4;
 const LOGIT_MAX_ABS_F64: f64 = 1e-5;
 const GRAD_REL_L2_F64: f64 = 1e-5;
-const GRAD_REL_L2_F32: f64 = 5e-2;
+const GRAD_REL_L2_F32: f64 = 1e-3;
+
+/// PyTorch's own float32 error per image (see the module docs).
+struct Yardstick {
+    logits_max_abs: Vec<f64>,
+    input_grad_rel_l2: Vec<f64>,
+}
+
+fn sci(v: &[f64]) -> String {
+    let items: Vec<String> = v.iter().map(|e| format!("{e:.2e}")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn yardstick(fx: &Fixture, case: &str) -> Yardstick {
+    let raw = fx.meta.get("torch_f32_yardstick").unwrap_or_else(|| {
+        panic!("{case}: fixture has no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)")
+    });
+    let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+    let list = |key: &str| -> Vec<f64> {
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{case}: yardstick lacks {key}"))
+            .iter()
+            .map(|e| e.as_f64().unwrap())
+            .collect()
+    };
+    Yardstick {
+        logits_max_abs: list("logits_max_abs"),
+        input_grad_rel_l2: list("input_grad_rel_l2"),
+    }
+}
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.cast(FloatDType::F64)
@@ -131,19 +164,34 @@ fn run_case(case: &str) {
     let model = model.cast_float(FloatDType::F64);
     let (logits64, grad64) = logits_and_grad(&model, x.cast(FloatDType::F64), target);
 
-    let d32 = max_abs(&logits32, want_logits);
+    let n = shape[0];
+    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let d32 = max_abs_per_image(&logits32, &f64s(want_logits64), n);
+    let g32 = rel_l2_per_image(&grad32, &f64s(want_grad), n);
     let d64 = max_abs(&logits64, want_logits64);
     let g64 = rel_l2(&grad64, want_grad);
-    let g32 = rel_l2(&grad32, want_grad);
+    let y = yardstick(&fx, case);
     eprintln!(
-        "{case:19} f32: logits max|diff| {d32:.2e} (torch f32 vs f64 {}), grad rel L2 {g32:.2e} \
-         (torch f32 {}) | f64: logits {d64:.2e}, grad rel L2 {g64:.2e}",
-        fx.meta["torch_f32_logits_max_abs_vs_f64"], fx.meta["torch_f32_input_grad_rel_l2_vs_f64"],
+        "{case:19} f32 vs torch f64, per image: logits max|diff| {} (torch's own f32 {}), \
+         grad rel L2 {} (torch's own f32 {}) | f64: logits {d64:.2e}, grad rel L2 {g64:.2e}",
+        sci(&d32),
+        sci(&y.logits_max_abs),
+        sci(&g32),
+        sci(&y.input_grad_rel_l2)
     );
-    assert!(
-        d32 <= LOGIT_MAX_ABS_F32,
-        "{case}: f32 logits differ by {d32:e}\n got {logits32:?}\nwant {want_logits:?}"
+    let mut failures = f32_failures(
+        &format!("{case} logits"),
+        &d32,
+        LOGIT_MAX_ABS_F32,
+        &y.logits_max_abs,
     );
+    failures.extend(f32_failures(
+        &format!("{case} input gradient"),
+        &g32,
+        GRAD_REL_L2_F32,
+        &y.input_grad_rel_l2,
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
         d64 <= LOGIT_MAX_ABS_F64,
         "{case}: f64 logits differ by {d64:e}"
@@ -151,10 +199,6 @@ fn run_case(case: &str) {
     assert!(
         g64 <= GRAD_REL_L2_F64,
         "{case}: f64 input gradient rel L2 {g64:e}"
-    );
-    assert!(
-        g32 <= GRAD_REL_L2_F32,
-        "{case}: f32 input gradient rel L2 {g32:e}"
     );
 }
 

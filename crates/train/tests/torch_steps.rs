@@ -6,12 +6,18 @@
 //! frozen backbone (BatchNorm in eval mode, only `fc` trained).
 //!
 //! In float64 the losses and the weights after the 10 steps must match the float64
-//! reference tightly; the float32 run (what `leukex train` does) must keep every loss
-//! within 1e-3 of it (PyTorch's own float32 run drifts by up to 4.7e-4 on this case).
+//! reference tightly. The float32 run (what `leukex train` does) is judged by how far
+//! PyTorch's own float32 run drifts from its float64 one: every loss within
+//! max(1e-3, 2 × that drift) of the float64 reference, the drift being the fixture's
+//! `torch_f32_yardstick` (`scripts/fixtures/gen_f32_yardstick.py`: the largest over the
+//! 10 steps and over 1, 2, 4 threads and oneDNN on/off). Ten steps amplify rounding —
+//! Adam most, as it divides tiny gradients by their own square roots — and the rounding
+//! depends on the summation order gemm picks for the CPU, so a fixed float32 tolerance
+//! would judge the machine, not the optimiser.
 
 use burn::prelude::*;
 use burn::tensor::{FloatDType, Int};
-use leukex_models::closed_form::{closed_form_state_dict, unit};
+use leukex_models::closed_form::{closed_form_state_dict, f32_failures, unit};
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict};
 use leukex_train::{Optimizer, OptimizerKind, train_step};
 
@@ -22,6 +28,23 @@ fn fixture() -> StateDict {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/resnet18_steps.safetensors");
     StateDict::read_safetensors(p).expect("fixture")
+}
+
+/// PyTorch's own float32 loss drift of `case` (see the module docs).
+fn float32_drift(case: &str) -> f64 {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/resnet18_steps.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let raw = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("torch_f32_yardstick").cloned())
+        .expect("fixture has no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)");
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    v["losses_max_abs"][case]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no float32 drift for {case}"))
 }
 
 fn get<'a>(f: &'a StateDict, key: &str) -> &'a [f32] {
@@ -167,10 +190,16 @@ fn check_case(case: &str) {
         .zip(&reference)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    println!("{case} f32: max |Δ| vs PyTorch float64 {worst32:.2e}");
+    let drift = float32_drift(case);
+    println!(
+        "{case} f32: max |Δ| vs PyTorch float64 {worst32:.2e} (PyTorch's own float32 drift \
+         {drift:.2e})"
+    );
+    let failures = f32_failures(&format!("{case} losses"), &[worst32], 1e-3, &[drift]);
     assert!(
-        worst32 < 1e-3,
-        "{case} f32: losses {l32:?} vs PyTorch {reference:?}"
+        failures.is_empty(),
+        "{}\n losses {l32:?}\n PyTorch float64 {reference:?}",
+        failures.join("\n")
     );
 }
 
