@@ -75,15 +75,19 @@ fn main() {
     let mut worst: Vec<(f64, &str, f32)> = results
         .iter()
         .map(|(stem, _, q, c)| {
-            let s = q
-                .score(MorphologyClass::Nucleus)
-                .iou
-                .min(q.score(MorphologyClass::Cytoplasm).iou);
+            let s = [
+                MorphologyClass::Nucleus,
+                MorphologyClass::Cytoplasm,
+                MorphologyClass::Rbc,
+            ]
+            .map(|c| q.score(c).iou)
+            .into_iter()
+            .fold(f64::MAX, f64::min);
             (s, stem.as_str(), *c)
         })
         .collect();
     worst.sort_by(|a, b| a.0.total_cmp(&b.0));
-    println!("\nworst images (min of nucleus, cytoplasm IoU; confidence):");
+    println!("\nworst images (min of nucleus, cytoplasm, red-cell IoU; confidence):");
     for (s, stem, c) in worst.iter().take(8) {
         println!("  {stem}: {s:.3} (confidence {c:.3})");
     }

@@ -4,6 +4,7 @@
 //! a watershed for touching red cells — as a starting point a person
 //! corrects, where the paper drew its masks by hand in MATLAB.
 
+pub mod batch;
 pub mod binary;
 pub mod otsu;
 pub mod quality;
@@ -11,4 +12,5 @@ pub mod segment;
 pub mod stain;
 pub mod watershed;
 
+pub use batch::{BatchReport, ImageResult, SegmentError, collect_images, segment_files};
 pub use segment::{ImageReport, OtherCells, SegmentOptions, Segmentation, segment};

@@ -90,6 +90,8 @@ const MIN_RBC_SHARE: f32 = 0.002;
 /// Basic stain below this is film or red cell whatever Otsu says: it keeps a
 /// crop without any white cell from splitting its noise.
 const MIN_BASIC: f32 = 0.08;
+/// The white-cell cut as a share of Otsu's threshold of the basic stain.
+const CELL_CUT_SHARE: f32 = 0.5;
 /// A vacuole is paler than this share of the cytoplasm's median density.
 const VACUOLE_PALENESS: f32 = 0.5;
 /// A hole in the red-cell mask is a pale centre (filled) when its median
@@ -114,7 +116,10 @@ pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
     // White cells: where the basic dye is.
     let cell_otsu = Otsu::of(stains.basic.iter().copied());
     report.cell_separability = cell_otsu.map_or(0.0, |o| o.separability);
-    let cut = cell_otsu.map_or(f32::MAX, |o| o.threshold.max(MIN_BASIC));
+    // Half Otsu's cut: with a deep blue cytoplasm (L3) the basic stain has
+    // three levels — film, a purple nucleus, a bluer cytoplasm — and Otsu's
+    // cut can fall between the last two.
+    let cut = cell_otsu.map_or(f32::MAX, |o| (CELL_CUT_SHARE * o.threshold).max(MIN_BASIC));
     let stained = open(
         &binary::from_fn(w, h, |i| stains.basic[i] > cut),
         Norm::L2,
@@ -140,7 +145,7 @@ pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
     let mut classes = vec![MorphologyClass::Background as u8; n];
 
     // Red cells first: white cells lie on top of them.
-    let all_stained = dilate(&stained, Norm::L2, 1);
+    let all_stained = dilate(&fill_holes(&stained), Norm::L2, 1);
     let outside: Vec<bool> = all_stained.as_raw().iter().map(|&p| p == 0).collect();
     let (rbc, rbc_otsu, red_cells) = red_cells(&stains, &outside, scale);
     report.rbc_separability = rbc_otsu.map_or(0.0, |o| o.separability);
@@ -267,7 +272,10 @@ fn label_cell(cell: &GrayImage, stains: &Stains, scale: f32, classes: &mut [u8])
     let vacuole_ids: Vec<usize> = (0..holes.len())
         .filter(|&k| (min_vacuole..=max_vacuole).contains(&holes.members[k].len()) && enclosed(k))
         .collect();
-    let vacuoles = holes.select(|k| vacuole_ids.contains(&k));
+    // The threshold sits halfway down the blurred edge of a hole a few
+    // pixels wide, where the hole's dark rim pulls it inwards: one pixel
+    // more is the drawn outline.
+    let vacuoles = dilate(&holes.select(|k| vacuole_ids.contains(&k)), Norm::L1, 1);
 
     for &i in &cell_px {
         classes[i] = if vacuoles.as_raw()[i] != 0 {
