@@ -8,7 +8,7 @@ use crate::stain::Stains;
 use crate::watershed;
 use image::{GrayImage, RgbImage};
 use imageproc::distance_transform::{Norm, euclidean_squared_distance_transform};
-use imageproc::morphology::{dilate, open};
+use imageproc::morphology::{close, dilate, open};
 use leukex_data::{MorphologyClass, MorphologyMask};
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +92,13 @@ const MIN_RBC_SHARE: f32 = 0.002;
 const MIN_BASIC: f32 = 0.08;
 /// The white-cell cut as a share of Otsu's threshold of the basic stain.
 const CELL_CUT_SHARE: f32 = 0.5;
+/// Dense pixels with less than this share of a red cell's eosin ratio are
+/// cytoplasm when they touch the centred cell.
+const PALE_CYTOPLASM_EOSIN_SHARE: f32 = 0.5;
 /// A vacuole is paler than this share of the cytoplasm's median density.
 const VACUOLE_PALENESS: f32 = 0.5;
+/// ... and somewhere paler than this share of it (a clear centre).
+const VACUOLE_CLEARNESS: f32 = 0.25;
 /// A hole in the red-cell mask is a pale centre (filled) when its median
 /// density lies above this share of the way from the film to the threshold.
 const PALLOR_SHARE: f32 = 0.5;
@@ -144,8 +149,22 @@ pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
 
     let mut classes = vec![MorphologyClass::Background as u8; n];
 
+    // The centred cell: its basic-stained blob, grown by cytoplasm that is
+    // dense but not eosin-coloured (pale cytoplasm takes up little basic dye).
+    let stained_filled = fill_holes(&stained);
+    let central_cell = central.map(|k| {
+        let core = fill_holes(&blobs.select(|j| j == k));
+        grow_by_pale_cytoplasm(&core, &stained_filled, &stains)
+    });
+
     // Red cells first: white cells lie on top of them.
-    let all_stained = dilate(&fill_holes(&stained), Norm::L2, 1);
+    let mut white = stained_filled.clone();
+    if let Some(cell) = &central_cell {
+        for (p, &q) in white.as_mut().iter_mut().zip(cell.as_raw()) {
+            *p |= q;
+        }
+    }
+    let all_stained = dilate(&white, Norm::L2, 1);
     let outside: Vec<bool> = all_stained.as_raw().iter().map(|&p| p == 0).collect();
     let (rbc, rbc_otsu, red_cells) = red_cells(&stains, &outside, scale);
     report.rbc_separability = rbc_otsu.map_or(0.0, |o| o.separability);
@@ -172,7 +191,10 @@ pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
         white_cells.extend(&others);
     }
     for (i, &k) in white_cells.iter().enumerate() {
-        let cell = fill_holes(&blobs.select(|j| j == k));
+        let cell = match (&central_cell, i) {
+            (Some(cell), 0) => cell.clone(),
+            _ => fill_holes(&blobs.select(|j| j == k)),
+        };
         let parts = label_cell(&cell, &stains, scale, &mut classes);
         if i == 0 && central.is_some() {
             report.nucleus_separability = parts.nucleus_separability;
@@ -209,6 +231,52 @@ pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
     let mask =
         MorphologyMask::from_raw(w, h, classes).expect("the segmentation writes class ids only");
     Segmentation { mask, report }
+}
+
+/// Adds to `core` (the centred cell's basic-stained blob) the touching
+/// pixels that are dense (Otsu's cut of the density off the basic-stained
+/// blobs) but far from eosin's colour: less than half the eosin ratio of the
+/// typical dense pixel, which is a red cell's.
+fn grow_by_pale_cytoplasm(core: &GrayImage, stained: &GrayImage, stains: &Stains) -> GrayImage {
+    let (w, h) = core.dimensions();
+    let n = (w * h) as usize;
+    let off = |i: usize| stained.as_raw()[i] == 0;
+    let Some(dense) = Otsu::of((0..n).filter(|&i| off(i)).map(|i| stains.density[i])) else {
+        return core.clone();
+    };
+    let dense_px: Vec<usize> = (0..n)
+        .filter(|&i| off(i) && stains.density[i] > dense.threshold)
+        .collect();
+    if dense_px.is_empty() {
+        return core.clone();
+    }
+    let ratio = |i: usize| stains.eosin[i] / stains.density[i].max(1e-3);
+    let mut ratios: Vec<f32> = dense_px.iter().map(|&i| ratio(i)).collect();
+    let mid = ratios.len() / 2;
+    let typical = *ratios.select_nth_unstable_by(mid, f32::total_cmp).1;
+    if typical <= 0.0 {
+        // No eosin-coloured majority to tell cytoplasm from.
+        return core.clone();
+    }
+    let cut = PALE_CYTOPLASM_EOSIN_SHARE * typical;
+    let mut pale = GrayImage::new(w, h);
+    for &i in &dense_px {
+        if ratio(i) < cut {
+            pale.as_mut()[i] = binary::ON;
+        }
+    }
+    let mut grown = open(&pale, Norm::L2, 1);
+    for (p, &q) in grown.as_mut().iter_mut().zip(core.as_raw()) {
+        *p |= q;
+    }
+    let pieces = Components::of(&grown);
+    let touching = |k: usize| {
+        pieces.members[k]
+            .iter()
+            .any(|&i| core.as_raw()[i as usize] != 0)
+    };
+    // Granular cytoplasm leaves a ragged edge; a cell's outline is smooth.
+    fill_holes(&close(&pieces.select(touching), Norm::L2, 2))
 }
 
 struct CellParts {
@@ -269,8 +337,18 @@ fn label_cell(cell: &GrayImage, stains: &Stains, scale: f32, classes: &mut [u8])
                     .all(|&j| inside(j as usize))
         })
     };
+    // A clear centre: granular cytoplasm has pale gaps between granules,
+    // but only a vacuole is nearly as clear as the film somewhere.
+    let clear_cut = VACUOLE_CLEARNESS / VACUOLE_PALENESS * pale_cut;
+    let clear = |k: usize| {
+        holes.members[k]
+            .iter()
+            .any(|&i| stains.total[i as usize] < clear_cut)
+    };
     let vacuole_ids: Vec<usize> = (0..holes.len())
-        .filter(|&k| (min_vacuole..=max_vacuole).contains(&holes.members[k].len()) && enclosed(k))
+        .filter(|&k| {
+            (min_vacuole..=max_vacuole).contains(&holes.members[k].len()) && enclosed(k) && clear(k)
+        })
         .collect();
     // The threshold sits halfway down the blurred edge of a hole a few
     // pixels wide, where the hole's dark rim pulls it inwards: one pixel

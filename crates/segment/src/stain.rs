@@ -14,6 +14,11 @@
 //! wherever there is dye at all (the *density*). Platelets are basic-stained
 //! too; they are told apart by size and place, not colour.
 //!
+//! Some white cells' cytoplasm takes up little basic dye (a neutrophil's is
+//! pale lilac): it is as dense as a red cell but lacks eosin's colour,
+//! `(OD_blue − OD_red) / OD_green`, which is the same on every red cell
+//! whatever its thickness.
+//!
 //! `I₀` is the bare film's colour, estimated per image (the brightest
 //! pixels), so white balance and illumination drop out.
 
@@ -29,6 +34,9 @@ pub struct Stains {
     pub density: Vec<f32>,
     /// Sum of the three channels' densities.
     pub total: Vec<f32>,
+    /// `OD_blue − OD_red`: eosin's colour. Over `density` it is a property
+    /// of the dye, not of how thick the film is (~0.6 on red cells).
+    pub eosin: Vec<f32>,
     /// The estimated colour of the bare film (RGB, 0..255).
     pub film: [f32; 3],
 }
@@ -48,7 +56,8 @@ impl Stains {
         };
         let (r, g, b) = (table(0), table(1), table(2));
         let n = (width * height) as usize;
-        let (mut basic, mut density, mut total) = (
+        let (mut basic, mut density, mut total, mut eosin) = (
+            Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -58,6 +67,7 @@ impl Stains {
             basic.push((odr - odb).max(0.0));
             density.push(odg);
             total.push(odr + odg + odb);
+            eosin.push(odb - odr);
         }
         Stains {
             width,
@@ -65,6 +75,7 @@ impl Stains {
             basic,
             density,
             total,
+            eosin,
             film,
         }
     }
