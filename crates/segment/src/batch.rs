@@ -150,21 +150,31 @@ pub fn segment_files(
             ));
         }
     }
-    let outcomes: Vec<Result<ImageResult>> = images
-        .par_iter()
-        .zip(&masks)
-        .map(|(image, mask)| {
-            let rgb = read_rgb(image)?;
-            let seg = segment(&rgb, opts);
-            seg.mask.write_png(mask)?;
-            done(image);
-            Ok(ImageResult {
-                image: image.clone(),
-                mask: mask.clone(),
-                report: seg.report,
+    let job = || -> Vec<Result<ImageResult>> {
+        images
+            .par_iter()
+            .zip(&masks)
+            .map(|(image, mask)| {
+                let rgb = read_rgb(image)?;
+                let seg = segment(&rgb, opts);
+                seg.mask.write_png(mask)?;
+                done(image);
+                Ok(ImageResult {
+                    image: image.clone(),
+                    mask: mask.clone(),
+                    report: seg.report,
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    // Every mask is synced to disk before it is renamed into place; a
+    // thread waiting for the disk leaves its core idle, so there are more
+    // threads than cores (as in leukex-synth's writer).
+    let threads = rayon::current_num_threads().max(1) * IO_OVERSUBSCRIPTION;
+    let outcomes = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(job),
+        Err(_) => job(),
+    };
     let mut report = BatchReport::default();
     for o in outcomes {
         match o {
@@ -220,6 +230,9 @@ fn file_name(p: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Worker threads per core while masks are written.
+const IO_OVERSUBSCRIPTION: usize = 2;
 
 /// The lowest-confidence masks named in segment.json.
 const CHECK_FIRST: usize = 10;

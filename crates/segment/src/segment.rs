@@ -102,6 +102,9 @@ const VACUOLE_CLEARNESS: f32 = 0.25;
 /// A hole in the red-cell mask is a pale centre (filled) when its median
 /// density lies above this share of the way from the film to the threshold.
 const PALLOR_SHARE: f32 = 0.5;
+/// Otsu's lower class is bare film only if its mean density is under this
+/// share of the upper class's.
+const FILM_MEAN_SHARE: f32 = 0.25;
 /// A red cell is nearly convex: a watershed region covering less than this
 /// share of its convex hull is two cells left joined, and is not filled out
 /// to the hull.
@@ -249,7 +252,7 @@ fn grow_by_pale_cytoplasm(core: &GrayImage, stained: &GrayImage, stains: &Stains
     let (w, h) = core.dimensions();
     let n = (w * h) as usize;
     let off = |i: usize| stained.as_raw()[i] == 0;
-    let Some(dense) = Otsu::of((0..n).filter(|&i| off(i)).map(|i| stains.density[i])) else {
+    let Some(dense) = dense_cut((0..n).filter(|&i| off(i)).map(|i| stains.density[i])) else {
         return core.clone();
     };
     let dense_px: Vec<usize> = (0..n)
@@ -378,13 +381,29 @@ fn label_cell(cell: &GrayImage, stains: &Stains, scale: f32, classes: &mut [u8])
     }
 }
 
+/// Otsu's split of densities into bare film and dye. Where red cells crowd
+/// and overlap, film is the small class and Otsu splits single red cells
+/// from overlaps instead; then the lower class's mean is far from the
+/// film's (zero, by the film-relative density) and the lower class is split
+/// again.
+fn dense_cut(values: impl Iterator<Item = f32> + Clone) -> Option<Otsu> {
+    let o = Otsu::of(values.clone())?;
+    if o.lower_mean > FILM_MEAN_SHARE * o.upper_mean {
+        let lower = Otsu::of(values.filter(move |&v| v <= o.threshold));
+        if let Some(lower) = lower.filter(|l| l.lower_mean <= FILM_MEAN_SHARE * l.upper_mean) {
+            return Some(lower);
+        }
+    }
+    Some(o)
+}
+
 /// Red cells among the `outside` pixels (not basic-stained): dense in
 /// green, split where they touch, each filled to its convex outline (the
 /// pale centre, and the part cut open by the border or a white cell).
 fn red_cells(stains: &Stains, outside: &[bool], scale: f32) -> (GrayImage, Option<Otsu>, usize) {
     let (w, h) = (stains.width, stains.height);
     let n = outside.len();
-    let otsu = Otsu::of((0..n).filter(|&i| outside[i]).map(|i| stains.density[i]));
+    let otsu = dense_cut((0..n).filter(|&i| outside[i]).map(|i| stains.density[i]));
     let Some(o) = otsu else {
         return (GrayImage::new(w, h), None, 0);
     };
