@@ -68,6 +68,9 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             return Err(SegmentError::input(input, "no such file or folder"));
         }
     }
+    // A file named twice (alone and in its folder) is segmented once.
+    let mut seen = std::collections::HashSet::new();
+    images.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
     let mut stems: BTreeMap<String, &PathBuf> = BTreeMap::new();
     for p in &images {
         if let Some(other) = stems.insert(stem(p), p) {

@@ -264,7 +264,11 @@ mod tests {
                 assert_eq!(*map.entry(a).or_insert(b), b, "{conn:?}");
             }
             let distinct: std::collections::HashSet<u32> = map.values().copied().collect();
-            assert_eq!(distinct.len(), map.len(), "{conn:?}: two of ours are one of theirs");
+            assert_eq!(
+                distinct.len(),
+                map.len(),
+                "{conn:?}: two of ours are one of theirs"
+            );
             assert!(ours.len() > 3);
         }
     }

@@ -155,6 +155,13 @@ fn bad_inputs_are_named() {
         .to_string();
     assert!(err.contains("a.png") && err.contains("overwrite"), "{err}");
 
+    // A file named twice is one image.
+    assert_eq!(
+        collect_images(&[good.clone(), d.to_path_buf()])
+            .unwrap()
+            .len(),
+        2
+    );
     // Two images with one stem; a missing path; a non-image file.
     std::fs::write(d.join("a.tif"), b"").unwrap();
     let err = collect_images(&[good.clone(), d.join("a.tif")])
