@@ -87,6 +87,14 @@ fn main() {
         })
         .collect();
     worst.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut confidences: Vec<f32> = results.iter().map(|r| r.3).collect();
+    confidences.sort_by(f32::total_cmp);
+    println!(
+        "\nconfidence: min {:.3}, median {:.3}, max {:.3}",
+        confidences[0],
+        confidences[confidences.len() / 2],
+        confidences[confidences.len() - 1]
+    );
     println!("\nworst images (min of nucleus, cytoplasm, red-cell IoU; confidence):");
     for (s, stem, c) in worst.iter().take(8) {
         println!("  {stem}: {s:.3} (confidence {c:.3})");
