@@ -10,6 +10,19 @@ use imageproc::region_labelling::Connectivity;
 
 pub const ON: u8 = 255;
 
+/// Offsets of a pixel's 4 and 8 neighbours, in row-major order.
+pub const NEIGHBOURS_4: [(i64, i64); 4] = [(0, -1), (-1, 0), (1, 0), (0, 1)];
+pub const NEIGHBOURS_8: [(i64, i64); 8] = [
+    (-1, -1),
+    (0, -1),
+    (1, -1),
+    (-1, 0),
+    (1, 0),
+    (-1, 1),
+    (0, 1),
+    (1, 1),
+];
+
 /// A mask of `width`×`height` from a per-pixel predicate on the index.
 pub fn from_fn(width: u32, height: u32, mut on: impl FnMut(usize) -> bool) -> GrayImage {
     let mut m = GrayImage::new(width, height);
@@ -57,17 +70,8 @@ impl Components {
         let mut members: Vec<Vec<u32>> = Vec::new();
         let mut stack: Vec<u32> = Vec::new();
         let steps: &[(i64, i64)] = match conn {
-            Connectivity::Four => &[(0, -1), (-1, 0), (1, 0), (0, 1)],
-            Connectivity::Eight => &[
-                (-1, -1),
-                (0, -1),
-                (1, -1),
-                (-1, 0),
-                (1, 0),
-                (-1, 1),
-                (0, 1),
-                (1, 1),
-            ],
+            Connectivity::Four => &NEIGHBOURS_4,
+            Connectivity::Eight => &NEIGHBOURS_8,
         };
         for start in 0..on.len() {
             if on[start] == 0 || labels[start] != 0 {

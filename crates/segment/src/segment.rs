@@ -121,6 +121,15 @@ fn disc(k: u8) -> Norm {
     if k <= 2 { Norm::L1 } else { Norm::L2 }
 }
 
+/// The value below which a share `q` of `values` lies (nearest rank).
+///
+/// # Panics
+/// If `values` is empty.
+fn quantile(mut values: Vec<f32>, q: f32) -> f32 {
+    let at = ((values.len() as f32 * q) as usize).min(values.len() - 1);
+    *values.select_nth_unstable_by(at, f32::total_cmp).1
+}
+
 /// Segments one RGB smear crop.
 pub fn segment(img: &RgbImage, opts: &SegmentOptions) -> Segmentation {
     let (w, h) = img.dimensions();
@@ -262,9 +271,7 @@ fn grow_by_pale_cytoplasm(core: &GrayImage, stained: &GrayImage, stains: &Stains
         return core.clone();
     }
     let ratio = |i: usize| stains.eosin[i] / stains.density[i].max(1e-3);
-    let mut ratios: Vec<f32> = dense_px.iter().map(|&i| ratio(i)).collect();
-    let mid = ratios.len() / 2;
-    let typical = *ratios.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let typical = quantile(dense_px.iter().map(|&i| ratio(i)).collect(), 0.5);
     if typical <= 0.0 {
         // No eosin-coloured majority to tell cytoplasm from.
         return core.clone();
@@ -319,7 +326,7 @@ fn label_cell(cell: &GrayImage, stains: &Stains, scale: f32, classes: &mut [u8])
 
     // Vacuoles: nearly clear holes, paler than half the cytoplasm, enclosed
     // by the cell (a pale fringe on the cell's edge is not a vacuole).
-    let mut cyto_total: Vec<f32> = cell_px
+    let cyto_total: Vec<f32> = cell_px
         .iter()
         .copied()
         .filter(|&i| nucleus.as_raw()[i] == 0)
@@ -328,8 +335,7 @@ fn label_cell(cell: &GrayImage, stains: &Stains, scale: f32, classes: &mut [u8])
     let pale_cut = if cyto_total.is_empty() {
         f32::MIN
     } else {
-        let mid = cyto_total.len() / 2;
-        VACUOLE_PALENESS * *cyto_total.select_nth_unstable_by(mid, f32::total_cmp).1
+        VACUOLE_PALENESS * quantile(cyto_total, 0.5)
     };
     let pale = binary::from_fn(w, h, |i| inside(i) && stains.total[i] < pale_cut);
     let holes = Components::of(&pale);
@@ -419,9 +425,10 @@ fn red_cells(stains: &Stains, outside: &[bool], scale: f32) -> (GrayImage, Optio
             radius,
         ),
         |hole| {
-            let mut d: Vec<f32> = hole.iter().map(|&i| stains.density[i as usize]).collect();
-            let mid = d.len() / 2;
-            *d.select_nth_unstable_by(mid, f32::total_cmp).1 > faint
+            quantile(
+                hole.iter().map(|&i| stains.density[i as usize]).collect(),
+                0.5,
+            ) > faint
         },
     );
     let blobs = Components::of(&solid);
@@ -448,14 +455,13 @@ fn red_cells(stains: &Stains, outside: &[bool], scale: f32) -> (GrayImage, Optio
     // pixels lie deeper than 0.68 R, and two cells overlapping by a fifth
     // of their diameters have a neck ~0.6 R wide: the 90th percentile of the
     // depths cuts chains of cells apart at their necks, without knowing R.
-    let mut depths: Vec<f32> = kept_blobs
+    let depths: Vec<f32> = kept_blobs
         .members
         .iter()
         .flatten()
         .map(|&i| dist[i as usize])
         .collect();
-    let at = ((depths.len() as f32 * SEED_QUANTILE) as usize).min(depths.len() - 1);
-    let seed_cut = *depths.select_nth_unstable_by(at, f32::total_cmp).1;
+    let seed_cut = quantile(depths, SEED_QUANTILE);
     let cores = binary::from_fn(w, h, |i| dist[i] >= seed_cut && kept.as_raw()[i] != 0);
     let core_blobs = Components::of(&cores);
     let mut seeds = vec![0u32; n];

@@ -2,6 +2,7 @@
 //! over a height map, highest pixels first, until they meet. Red cells that
 //! touch are split this way on their distance transform.
 
+use crate::binary::NEIGHBOURS_8;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -30,16 +31,7 @@ pub fn flood(width: u32, height_map: &[f32], inside: &[bool], mut labels: Vec<u3
     }
     while let Some((_, _, i)) = heap.pop() {
         let (x, y) = (i as i64 % w, i as i64 / w);
-        for (dx, dy) in [
-            (-1, -1),
-            (0, -1),
-            (1, -1),
-            (-1, 0),
-            (1, 0),
-            (-1, 1),
-            (0, 1),
-            (1, 1),
-        ] {
+        for (dx, dy) in NEIGHBOURS_8 {
             let (nx, ny) = (x + dx, y + dy);
             if nx < 0 || ny < 0 || nx >= w || ny >= h {
                 continue;
