@@ -28,7 +28,7 @@ impl Otsu {
             .clone()
             .filter(|v| v.is_finite())
             .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
-        if !(hi > lo) {
+        if hi <= lo {
             return None;
         }
         let scale = BINS as f32 / (hi - lo);

@@ -150,9 +150,14 @@ fn bad_inputs_are_named() {
     assert!(err.contains("b.tif"), "{err}");
 
     // A mask that would overwrite its own image.
-    let err = segment_files(&[good.clone()], d, &SegmentOptions::default(), &|_| {})
-        .unwrap_err()
-        .to_string();
+    let err = segment_files(
+        std::slice::from_ref(&good),
+        d,
+        &SegmentOptions::default(),
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("a.png") && err.contains("overwrite"), "{err}");
 
     // A file named twice is one image.
