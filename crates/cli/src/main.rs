@@ -11,6 +11,7 @@ mod fetch_cmd;
 mod model_cmd;
 mod model_metrics;
 mod progress;
+mod segment_cmd;
 mod train_cmd;
 
 use anyhow::Result;
@@ -50,6 +51,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Heat maps of a model (gradient, CAM and LRP methods) for images or preprocessed .npy input, as OUT/<model-id>/<stem>/<method-id>.npy (+ PNG) and explain.json.
     Explain(explain_cmd::ExplainArgs),
+    /// 5-class morphology masks (background, nucleus, cytoplasm, vacuole, rbc) of May-Grünwald-Giemsa crops by classical image analysis.
+    Segment(segment_cmd::SegmentArgs),
 }
 
 #[derive(clap::Args)]
@@ -99,6 +102,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Explain(args) => explain_cmd::run(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Segment(args) => segment_cmd::run(args),
     }
 }
 
