@@ -23,14 +23,14 @@ function img(src, cls) {
   return el("img", { src, class: cls, loading: "lazy", alt: "" });
 }
 
-function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %"; }
+function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1); }
 
 async function loadShares(tile, id, mode) {
   const r = await fetch(`/api/shares?id=${q(id)}&mode=${q(mode)}`);
   const body = await r.json();
   const t = el("table", { class: "shares" });
   if (!r.ok) { t.appendChild(el("tr", {}, [el("td", { text: body.error })])); tile.appendChild(t); return; }
-  t.appendChild(el("tr", {}, [el("td", { text: "" }), el("td", { text: "share" }), el("td", { text: "area" }), el("td", { text: "lift" })]));
+  t.appendChild(el("tr", {}, [el("td", { text: "" }), el("td", { text: "share %" }), el("td", { text: "area %" }), el("td", { text: "lift" })]));
   for (const c of body.classes.concat([{ name: "cell", ...body.cell }])) {
     t.appendChild(el("tr", {}, [el("td", { text: c.name }), el("td", { text: pct(c.share) }), el("td", { text: pct(c.area_share) }),
       el("td", { text: c.lift === null ? "–" : c.lift.toFixed(2) })]));

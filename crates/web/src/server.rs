@@ -272,14 +272,7 @@ async fn shares(
     let m = find_map(&app, &q.id)?.clone();
     let app2 = app.clone();
     blocking(move || {
-        let image = app2
-            .study
-            .image(&m.stem)
-            .ok_or_else(|| ApiError::not_found(format!("no image `{}`", m.stem)))?;
-        let mask = app2
-            .study
-            .read_mask(image)?
-            .ok_or_else(|| ApiError::not_found(format!("image `{}` has no mask", m.stem)))?;
+        let mask = mask_of(&app2, &m.stem)?;
         let map = read_map(&m.path)?;
         let (mw, mh) = mask.dimensions();
         if (mw as usize, mh as usize) != (map.width, map.height) {
@@ -309,6 +302,17 @@ async fn shares(
     .await
 }
 
+/// The morphology mask of image `stem`.
+fn mask_of(app: &App, stem: &str) -> ApiResult<leukex_data::MorphologyMask> {
+    let image = app
+        .study
+        .image(stem)
+        .ok_or_else(|| ApiError::not_found(format!("no image `{stem}`")))?;
+    app.study
+        .read_mask(image)?
+        .ok_or_else(|| ApiError::not_found(format!("image `{stem}` has no mask")))
+}
+
 #[derive(Deserialize)]
 struct StemQuery {
     stem: String,
@@ -333,18 +337,7 @@ async fn mask(
 ) -> ApiResult<Response> {
     let q = query(q)?;
     let app2 = app.clone();
-    blocking(move || {
-        let image = app2
-            .study
-            .image(&q.stem)
-            .ok_or_else(|| ApiError::not_found(format!("no image `{}`", q.stem)))?;
-        let mask = app2
-            .study
-            .read_mask(image)?
-            .ok_or_else(|| ApiError::not_found(format!("image `{}` has no mask", q.stem)))?;
-        Ok(png(mask_png(&mask)))
-    })
-    .await
+    blocking(move || Ok(png(mask_png(&mask_of(&app2, &q.stem)?)))).await
 }
 
 async fn scale(State(app): State<Arc<App>>) -> axum::Json<Scale> {

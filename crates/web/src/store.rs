@@ -85,6 +85,13 @@ pub enum RatingRefusal {
     Store(#[from] WebError),
 }
 
+fn db_error(path: &Path, source: rusqlite::Error) -> WebError {
+    WebError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -92,10 +99,7 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let db = |source| WebError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
+        let db = |source| db_error(path, source);
         let conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
@@ -112,10 +116,7 @@ impl Store {
     }
 
     fn db(&self, source: rusqlite::Error) -> WebError {
-        WebError::Db {
-            path: self.path.clone(),
-            source,
-        }
+        db_error(&self.path, source)
     }
 
     /// Records the scale and round settings on first use; later starts must use the same,
@@ -196,11 +197,7 @@ impl Store {
         if let Some(r) = self.rater(name)? {
             return Ok(r);
         }
-        let path = self.path.clone();
-        let db = |source| WebError::Db {
-            path: path.clone(),
-            source,
-        };
+        let db = |source| db_error(&self.path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -275,13 +272,7 @@ impl Store {
         score: i64,
         morphology: bool,
     ) -> std::result::Result<RatingRow, RatingRefusal> {
-        let path = self.path.clone();
-        let db = |source| {
-            RatingRefusal::Store(WebError::Db {
-                path: path.clone(),
-                source,
-            })
-        };
+        let db = |source| RatingRefusal::Store(db_error(&self.path, source));
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

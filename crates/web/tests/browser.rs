@@ -80,6 +80,34 @@ async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
         .unwrap()
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn displayed(c: &Client, css: &str) -> bool {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.is_displayed().await.unwrap()
+}
+
 async fn wait_ready(c: &Client) {
     c.wait()
         .at_most(Duration::from_secs(20))
@@ -185,45 +213,17 @@ async fn browse_switch_a_heat_map_rate_blinded_reload_and_resume() {
     // Blinded mode: start, rate the first map, reload, find the next map.
     c.goto(&format!("{base}/rate")).await.unwrap();
     wait_ready(&c).await;
-    c.find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .send_keys("Dr Test")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#expertise"))
-        .await
-        .unwrap()
-        .send_keys("hematopathologist")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#start-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "#name", "Dr Test").await;
+    type_into(&c, "#expertise", "hematopathologist").await;
+    click(&c, "#start-btn").await;
     until("the first blinded map", || async {
         attr(&c, "#blind-map", "data-map").await.is_some()
     })
     .await;
     let first = attr(&c, "#blind-map", "data-map").await.unwrap();
-    let progress = c
-        .find(Locator::Css("#progress"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let progress = text(&c, "#progress").await;
     assert!(progress.starts_with("0 of "), "{progress}");
-    assert!(
-        c.find(Locator::Css("#calibration"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap()
-    );
+    assert!(displayed(&c, "#calibration").await);
     let page = c.source().await.unwrap();
     for hidden in [
         "resnet18",
@@ -269,22 +269,9 @@ async fn browse_switch_a_heat_map_rate_blinded_reload_and_resume() {
     })
     .await;
     assert_eq!(attr(&c, "#blind-map", "data-map").await.unwrap(), second);
-    let progress = c
-        .find(Locator::Css("#progress"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let progress = text(&c, "#progress").await;
     assert!(progress.starts_with("1 of "), "{progress}");
-    assert!(
-        !c.find(Locator::Css("#calibration"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap()
-    );
+    assert!(!displayed(&c, "#calibration").await);
 
     // The rating is stored as given.
     let csv = common::get(addr, "/api/ratings.csv").text();
