@@ -11,6 +11,7 @@ mod fetch_cmd;
 mod model_cmd;
 mod model_metrics;
 mod progress;
+mod serve_cmd;
 mod train_cmd;
 
 use anyhow::Result;
@@ -50,6 +51,11 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Heat maps of a model (gradient, CAM and LRP methods) for images or preprocessed .npy input, as OUT/<model-id>/<stem>/<method-id>.npy (+ PNG) and explain.json.
     Explain(explain_cmd::ExplainArgs),
+    /// A local web viewer over a study or explain/evaluate output folder: images, masks, every model x method heat map, evaluation modes, blinded expert rating (stored in DIR/ratings.sqlite).
+    Serve(serve_cmd::ServeArgs),
+    /// Expert ratings of heat maps made in `leukex serve`.
+    #[command(subcommand)]
+    Ratings(serve_cmd::RatingsCommand),
 }
 
 #[derive(clap::Args)]
@@ -99,6 +105,8 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Explain(args) => explain_cmd::run(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run_serve(args),
+        Command::Ratings(cmd) => serve_cmd::run_ratings(cmd),
     }
 }
 
