@@ -29,8 +29,7 @@ use leukex_data::fsutil::{write_bytes_atomic, write_json_atomic};
 use leukex_data::image_io::{read_dimensions, read_rgb, write_rgb};
 use leukex_data::npy;
 use leukex_data::preprocess::{ChwImage, Normalization, Preprocessing};
-use leukex_evaluate::Colormap;
-use leukex_evaluate::colormap::{innvestigate_indices, matlab_indices};
+use leukex_evaluate::colormap::render_rgb;
 use leukex_evaluate::run::label_from_stem;
 use leukex_explain::cam::CamError;
 use leukex_explain::gradient::IgRule;
@@ -200,12 +199,6 @@ struct Group {
     methods: Vec<usize>,
 }
 
-/// The colour tables of the PNG renderings.
-struct Palettes {
-    seismic: Colormap,
-    jet: Colormap,
-}
-
 pub fn run(mut a: ExplainArgs) -> Result<()> {
     let t_start = Instant::now();
     if a.cam_raw {
@@ -333,10 +326,6 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
 
     let groups = group_methods(&methods, &cam_layer);
     let model_dir = a.out.join(&resolved.id);
-    let palettes = Palettes {
-        seismic: Colormap::seismic(),
-        jet: Colormap::matlab_jet(),
-    };
     let device = Device::default();
     let [h, w] = match &source {
         Source::Npy { shape, .. } => [shape[2], shape[3]],
@@ -465,7 +454,7 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
                         npy::write_f32(&dir.join(format!("{id}.npy")), &shape, &v)?;
                         if !a.no_png {
                             let shown = sum_channels(&v, c_out, oh * ow);
-                            let colour = colourise(&shown, oh, ow, method.is_signed(), &palettes);
+                            let colour = colourise(&shown, oh, ow, method.is_signed());
                             write_rgb(&dir.join(format!("{id}.png")), &colour)?;
                             let overlay = blend(&backgrounds[i], &colour);
                             write_rgb(&dir.join(format!("{id}_overlay.png")), &overlay)?;
@@ -835,18 +824,9 @@ fn sum_channels(v: &[f32], c: usize, plane: usize) -> Vec<f32> {
     out
 }
 
-/// Signed maps in matplotlib's `seismic`, zero white, limits ±max|v| (iNNvestigate's
-/// rendering); CAMs in MATLAB's `jet` from the map's minimum to its maximum (`imagesc`).
-fn colourise(v: &[f32], h: usize, w: usize, signed: bool, p: &Palettes) -> RgbImage {
-    let (map, idx) = if signed {
-        (&p.seismic, innvestigate_indices(v))
-    } else {
-        (&p.jet, matlab_indices(v, Colormap::N))
-    };
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let c = map.rgb[idx[y as usize * w + x as usize] as usize];
-        Rgb(c.map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
-    })
+/// The map in leukex's colours ([`render_rgb`]: seismic for signed maps, MATLAB jet for CAMs).
+fn colourise(v: &[f32], h: usize, w: usize, signed: bool) -> RgbImage {
+    RgbImage::from_raw(w as u32, h as u32, render_rgb(v, signed)).expect("one RGB pixel per value")
 }
 
 /// `colour` at 50 % over `background` (the colour image resampled bilinearly to the

@@ -12,6 +12,7 @@ mod model_cmd;
 mod model_metrics;
 mod progress;
 mod segment_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use anyhow::Result;
@@ -53,6 +54,11 @@ enum Command {
     Explain(explain_cmd::ExplainArgs),
     /// 5-class morphology masks (background, nucleus, cytoplasm, vacuole, rbc) of May-Grünwald-Giemsa crops by classical image analysis.
     Segment(segment_cmd::SegmentArgs),
+    /// A local web viewer over a study or explain/evaluate output folder: images, masks, every model x method heat map, evaluation modes, blinded expert rating (stored in DIR/ratings.sqlite).
+    Serve(serve_cmd::ServeArgs),
+    /// Expert ratings of heat maps made in `leukex serve`.
+    #[command(subcommand)]
+    Ratings(serve_cmd::RatingsCommand),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +109,8 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Train(args) => train_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Segment(args) => segment_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run_serve(args),
+        Command::Ratings(cmd) => serve_cmd::run_ratings(cmd),
     }
 }
 

@@ -45,6 +45,16 @@ fn demo_runs_the_whole_study_and_keeps_finished_stages() {
     }
     let tables = std::fs::read_to_string(out.join("eval/tables.md")).unwrap();
     assert!(tables.contains("| resnet18 | grad-cam |"), "{tables}");
+    // `leukex serve` reads the demo folder as it is: every map, with its image and mask.
+    let study = leukex_web::study::Study::open(&out).unwrap();
+    assert_eq!(study.maps.len(), 60 * 2);
+    assert!(study.images.iter().all(|i| i.has_image && i.has_mask));
+    assert!(
+        study
+            .maps
+            .iter()
+            .all(|m| m.true_class.is_some() && m.correct.is_some())
+    );
 
     let again = demo(&out);
     let err = String::from_utf8_lossy(&again.stderr);

@@ -53,6 +53,35 @@ impl Colormap {
     pub fn red(&self, index: usize) -> f64 {
         self.rgb[index][0]
     }
+    /// RGB bytes (row-major, 3 per pixel) of the entries `indices` point at.
+    pub fn rgb_bytes(&self, indices: &[u8]) -> Vec<u8> {
+        indices
+            .iter()
+            .flat_map(|&i| {
+                self.rgb[i as usize].map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            })
+            .collect()
+    }
+}
+
+/// A map as leukex draws it (`explain`'s PNGs, the viewer): signed maps in matplotlib's
+/// `seismic`, zero white, limits ±max|v| (iNNvestigate's rendering); CAMs in MATLAB's `jet`
+/// from the map's minimum to its maximum (`imagesc`). RGB bytes, row-major.
+pub fn render_rgb(values: &[f32], signed: bool) -> Vec<u8> {
+    if signed {
+        Colormap::seismic().rgb_bytes(&innvestigate_indices(values))
+    } else {
+        Colormap::matlab_jet().rgb_bytes(&matlab_indices(values, Colormap::N))
+    }
+}
+
+/// A map drawn the same way whatever method made it, so that its colours do not give the
+/// method away (blinded rating): only the positive evidence, scaled to its maximum, in the
+/// upper half of `seismic` (zero and below white, the maximum dark red). A CAM (min–max
+/// scaled, non-negative) and an LRP map then share one colour scale.
+pub fn render_positive_rgb(values: &[f32]) -> Vec<u8> {
+    let positive: Vec<f32> = values.iter().map(|&v| v.max(0.0)).collect();
+    Colormap::seismic().rgb_bytes(&innvestigate_indices(&positive))
 }
 
 /// matplotlib's `LinearSegmentedColormap.from_list` followed by

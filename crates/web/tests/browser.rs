@@ -1,0 +1,292 @@
+//! The viewer in a real browser: headless Chromium driven through chromedriver (Debian's
+//! `chromium` and `chromium-driver`). Opens the viewer on an example study it writes
+//! itself, switches a heat map, enters the blinded mode, rates a map, reloads, and finds
+//! the rating kept and the next map shown. Ignored by default (it needs the browser);
+//! `.ci/run` runs it. `LEUKEX_SCREENSHOT_DIR=DIR` keeps screenshots of the pages.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use leukex_web::RoundConfig;
+use leukex_web::example::write_example_study;
+use serde_json::json;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let child = Command::new(&exe)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {exe} (apt-get install chromium-driver): {e}"));
+    let driver = Driver(child);
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (driver, port)
+}
+
+async fn browser(driver_port: u16) -> Client {
+    let mut chrome = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+        "--disable-dev-shm-usage", "--window-size=1400,1000", "--hide-scrollbars"]});
+    if let Ok(bin) = std::env::var("CHROME_BIN") {
+        chrome["binary"] = json!(bin);
+    } else if std::path::Path::new("/usr/bin/chromium").exists() {
+        chrome["binary"] = json!("/usr/bin/chromium");
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), chrome);
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromedriver session")
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .attr(name)
+        .await
+        .unwrap()
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn displayed(c: &Client, css: &str) -> bool {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.is_displayed().await.unwrap()
+}
+
+async fn wait_ready(c: &Client) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready='1']"))
+        .await
+        .expect("the page finished loading");
+}
+
+/// Waits until `f` holds (the pages update asynchronously).
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn all_images_loaded(c: &Client) -> bool {
+    c.execute(
+        "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete);",
+        vec![],
+    )
+    .await
+    .unwrap()
+        == json!(true)
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("LEUKEX_SCREENSHOT_DIR") {
+        until("images", || all_images_loaded(c)).await;
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(PathBuf::from(dir).join(name), png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver (run by .ci/run)"]
+async fn browse_switch_a_heat_map_rate_blinded_reload_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write_example_study(dir.path(), 6, 96, 5).unwrap();
+    let round = RoundConfig {
+        seed: 1,
+        per_stratum: 2,
+        calibration: 1,
+        repeat_fraction: 0.1,
+    };
+    let addr: SocketAddr = common::serve(dir.path(), round);
+    let base = format!("http://{addr}");
+    let (_driver, driver_port) = start_chromedriver();
+    let c = browser(driver_port).await;
+
+    // Browse: every model x method tile of the first images; then one method only.
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_ready(&c).await;
+    let tiles = c.find_all(Locator::Css(".tile[data-map]")).await.unwrap();
+    assert_eq!(tiles.len(), 6 * 2 * 3, "6 images x 2 models x 3 methods");
+    let mode = c.find(Locator::Css("#f-mode")).await.unwrap();
+    mode.select_by_value("top-10").await.unwrap();
+    until("per-class numbers", || async {
+        !c.find_all(Locator::Css("table.shares"))
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    screenshot(&c, "viewer-browse.png").await;
+    let method = c.find(Locator::Css("#f-method")).await.unwrap();
+    method.select_by_value("grad-cam").await.unwrap();
+    let tiles = c.find_all(Locator::Css(".tile[data-map]")).await.unwrap();
+    assert_eq!(tiles.len(), 6 * 2);
+    for t in &tiles {
+        let id = t.attr("data-map").await.unwrap().unwrap();
+        assert!(id.ends_with("/grad-cam"), "{id}");
+        let src = t
+            .find(Locator::Css("img.heat"))
+            .await
+            .unwrap()
+            .attr("src")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(src.contains("grad-cam"), "{src}");
+    }
+    // The heat map switched is drawn: the browser decoded a PNG of the map's size.
+    until("the switched heat map", || async {
+        c.execute(
+            "const i = document.querySelector('.tile img.heat'); return i.complete && i.naturalWidth;",
+            vec![],
+        )
+        .await
+        .unwrap()
+            == json!(96)
+    })
+    .await;
+
+    // Blinded mode: start, rate the first map, reload, find the next map.
+    c.goto(&format!("{base}/rate")).await.unwrap();
+    wait_ready(&c).await;
+    type_into(&c, "#name", "Dr Test").await;
+    type_into(&c, "#expertise", "hematopathologist").await;
+    click(&c, "#start-btn").await;
+    until("the first blinded map", || async {
+        attr(&c, "#blind-map", "data-map").await.is_some()
+    })
+    .await;
+    let first = attr(&c, "#blind-map", "data-map").await.unwrap();
+    let progress = text(&c, "#progress").await;
+    assert!(progress.starts_with("0 of "), "{progress}");
+    assert!(displayed(&c, "#calibration").await);
+    let page = c.source().await.unwrap();
+    for hidden in [
+        "resnet18",
+        "vgg19",
+        "grad-cam",
+        "lrp-epsilon",
+        "_1.tif",
+        "_0.tif",
+    ] {
+        assert!(!page.contains(hidden), "the blinded page shows `{hidden}`");
+    }
+    c.find(Locator::Css("#score-2"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#morph-yes"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    screenshot(&c, "viewer-rate.png").await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("the next map", || async {
+        attr(&c, "#blind-map", "data-map")
+            .await
+            .is_some_and(|m| m != first)
+    })
+    .await;
+    let second = attr(&c, "#blind-map", "data-map").await.unwrap();
+
+    c.refresh().await.unwrap();
+    wait_ready(&c).await;
+    until("the resumed round", || async {
+        attr(&c, "#blind-map", "data-map").await.is_some()
+    })
+    .await;
+    assert_eq!(attr(&c, "#blind-map", "data-map").await.unwrap(), second);
+    let progress = text(&c, "#progress").await;
+    assert!(progress.starts_with("1 of "), "{progress}");
+    assert!(!displayed(&c, "#calibration").await);
+
+    // The rating is stored as given.
+    let csv = common::get(addr, "/api/ratings.csv").text();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(
+        rows[0].contains(&format!(
+            ",Dr Test,hematopathologist,0,calibration,{first},"
+        )),
+        "{csv}"
+    );
+    assert!(rows[0].contains(",2,true,"), "{csv}");
+
+    c.goto(&format!("{base}/summary")).await.unwrap();
+    wait_ready(&c).await;
+    screenshot(&c, "viewer-summary.png").await;
+    c.close().await.unwrap();
+}
