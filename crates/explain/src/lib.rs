@@ -17,7 +17,9 @@
 //! Maps are `[N, C, H, W]` (input resolution, per channel) for the gradient, Guided
 //! Backpropagation and LRP families and `[N, 1, h, w]` (layer resolution, before
 //! pytorch-grad-cam's scaling) for CAMs; [`run::explain_batch`] returns every requested
-//! method for a batch, sharing passes.
+//! method for a batch, sharing passes. [`pipeline::run_explain`] is a whole run as
+//! `leukex explain` does it: inputs read and checked, maps finished, files and
+//! `explain.json` written.
 //! Models must be in inference mode (`model.valid()`).
 
 pub mod cam;
@@ -26,6 +28,7 @@ pub mod gradient;
 pub mod guided;
 pub mod lrp;
 pub mod method;
+pub mod pipeline;
 pub mod preset;
 pub mod relevance_conv;
 pub mod resize;
@@ -37,6 +40,10 @@ pub mod target;
 pub use cam::{CamKind, CamStyle, default_layer, scale_and_resize};
 pub use composite::Composite;
 pub use method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
+pub use pipeline::{
+    ExplainInput, ExplainRequest, ExplainRunError, ExplainSummary, ImageFailure, ModelInfo,
+    run_explain,
+};
 pub use rules::Rule;
 pub use run::{ExplainOptions, explain_batch, explain_batch_with};
 pub use score_cam::{DEFAULT_SCORE_CAM_BATCH, score_cam};
