@@ -1,5 +1,8 @@
-//! Attribution maps for leukex: one forward pass plus one (possibly rule-modified)
-//! backward pass per method, on the models of `leukex-models`.
+//! Attribution maps for leukex on the models of `leukex-models`. Most methods are one
+//! forward pass plus one (possibly rule-modified) backward pass, shared where methods
+//! allow it ([`run::explain_batch_with`]); Integrated Gradients takes one pass per step,
+//! SmoothGrad one per noisy sample and Score-CAM one forward pass per channel of its layer
+//! (the README's table gives every method's cost).
 //!
 //! * [`lrp`]: LRP rules ([`rules::Rule`]) mapped to layers by composites
 //!   ([`composite::Composite`]), through the model's own forward pass with operations
