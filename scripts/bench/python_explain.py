@@ -8,6 +8,10 @@ i % 2 for image i.  Prints the median of 7 runs after 2 warm-ups per method:
     .venv-fixtures/bin/python scripts/bench/python_explain.py
     .venv-fixtures/bin/python scripts/bench/python_explain.py --score-cam
 
+`--paper-four`: only the four references of the paper's methods (Zennit LRP-epsilon and
+EpsilonPlus, Captum InputXGradient, pytorch-grad-cam GradCAM on ResNet18) and their sum, as
+scripts/bench/explain_command.py compares them with the whole `leukex explain` process.
+
 `--score-cam` (opt-in, minutes): only pytorch-grad-cam's ScoreCAM on ResNet18 layer4[-1],
 with its default batch of 16 masked inputs (8 images x 512 channels = 4096 forward passes),
 timed by one run without warm-up, as the Rust benchmark times it.
@@ -79,8 +83,12 @@ def main():
     if sys.argv[1:] == ["--score-cam"]:
         score_cam()
         return
+    paper_four = sys.argv[1:] == ["--paper-four"]
     m18 = model(18)
     results = {}
+    if paper_four:
+        paper_four_references(m18)
+        return
     results["resnet18 gradient (Captum Saliency)"] = median_time(
         lambda: Saliency(m18).attribute(x, target=targets, abs=False).sum())
     results["resnet18 input-x-gradient (Captum)"] = median_time(
@@ -114,6 +122,30 @@ def main():
     results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
     for k, v in results.items():
         print(f"{k:<45} {v:.3f} s")
+    print("torch", torch.__version__, "threads", torch.get_num_threads())
+
+
+def paper_four_references(m18):
+    eps_all = LayerMapComposite(layer_map=layer_map_base() + [(Convolution, Epsilon(1e-6)),
+                                                               (Linear, Epsilon(1e-6))],
+                                canonizers=[ResNetCanonizer()])
+    cam_targets = [ClassifierOutputTarget(t) for t in targets]
+
+    def gradcam():
+        with GradCAM(model=m18, target_layers=[m18.layer4[-1]]) as cam:
+            return cam(input_tensor=x, targets=cam_targets).sum()
+
+    results = {
+        "resnet18 lrp-epsilon (Zennit)": median_time(zennit(m18, eps_all)),
+        "resnet18 lrp-epsilon-plus (Zennit)": median_time(
+            zennit(m18, EpsilonPlus(canonizers=[ResNetCanonizer()]))),
+        "resnet18 input-x-gradient (Captum)": median_time(
+            lambda: InputXGradient(m18).attribute(x, target=targets).sum()),
+        "resnet18 grad-cam (pytorch-grad-cam)": median_time(gradcam),
+    }
+    for k, v in results.items():
+        print(f"{k:<45} {v:.3f} s")
+    print(f"{'sum of the four':<45} {sum(results.values()):.3f} s")
     print("torch", torch.__version__, "threads", torch.get_num_threads())
 
 

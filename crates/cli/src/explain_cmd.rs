@@ -13,39 +13,24 @@
 //! `<method-id>` the method's name plus its non-default parameters ([`Method::id`]).
 //! Images are stems of their file names; the rows of an `.npy` input `X.npy` are `X_0`,
 //! `X_1`, … (always with the index, also for one row).
-//! The maps themselves come from `leukex-explain`; this module reads inputs, picks targets,
-//! resamples, renders and writes.
+//! The run itself is `leukex_explain::pipeline::run_explain`; this module parses the
+//! arguments into its request and prints the outcome.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
-use burn::prelude::*;
-use burn::tensor::FloatDType;
+use anyhow::{Result, anyhow, bail};
+use burn::module::Module;
 use clap::Args;
-use image::{Rgb, RgbImage};
-use leukex_data::fsutil::{write_bytes_atomic, write_json_atomic};
-use leukex_data::image_io::{read_dimensions, read_rgb, write_rgb};
-use leukex_data::npy;
-use leukex_data::preprocess::{ChwImage, Normalization, Preprocessing};
-use leukex_evaluate::colormap::render_rgb;
-use leukex_evaluate::run::label_from_stem;
-use leukex_explain::cam::CamError;
 use leukex_explain::gradient::IgRule;
-use leukex_explain::lrp::lrp_with_conservation;
-use leukex_explain::preset::{PAPER_ASSUMPTIONS, PAPER_METHODS, PAPER_PRESET};
-use leukex_explain::resize::resize_bilinear;
-use leukex_explain::run::{ExplainOptions, explain_batch_with};
-use leukex_explain::{
-    CamStyle, METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS, Target, default_layer,
+use leukex_explain::pipeline::{
+    ExplainInput, ExplainRequest, ExplainRunError, ModelInfo, input_bounds, parse_methods,
+    run_explain,
 };
-use leukex_explain::{InitRelevance, Score};
-use leukex_models::predict::softmax;
-use rayon::prelude::*;
-use serde_json::{Value, json};
+use leukex_explain::preset::{PAPER_METHODS, PAPER_PRESET};
+use leukex_explain::run::ExplainOptions;
+use leukex_explain::{CamStyle, InitRelevance, Method, MethodParams, Score, Target};
 
-use crate::model_cmd::{ModelArgs, ResolvedModel, has_ext, image_paths};
+use crate::model_cmd::{ModelArgs, has_ext, image_paths};
 
 #[derive(Args)]
 pub struct ExplainArgs {
@@ -155,52 +140,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
     }
 }
 
-/// zᴮ's input bounds per channel: the network inputs of pixel values 0 and 255 under
-/// `norm` (ImageNet: `(0 − mean)/std`, `(1 − mean)/std`; EfficientNet-Lite: −127/128, 1).
-pub fn input_bounds(norm: &Normalization) -> (Vec<f64>, Vec<f64>) {
-    match norm {
-        Normalization::EfficientNetLite => (vec![-127.0 / 128.0; 3], vec![1.0; 3]),
-        _ => {
-            let (mean, std) = norm.mean_std();
-            (0..3)
-                .map(|c| {
-                    let (m, s) = (f64::from(mean[c]), f64::from(std[c]));
-                    (-m / s, (1.0 - m) / s)
-                })
-                .unzip()
-        }
-    }
-}
-
-/// One image (or `.npy` row) to explain.
-struct Item {
-    stem: String,
-    source: PathBuf,
-    /// Row of the `.npy` input.
-    row: Option<usize>,
-    true_label: Option<usize>,
-    /// `[H, W]` of the written maps: the original image, or the `.npy`'s own size.
-    size: [usize; 2],
-}
-
-/// Where the network inputs come from.
-enum Source {
-    Npy {
-        path: PathBuf,
-        data: Vec<f32>,
-        shape: [usize; 4],
-    },
-    /// Image files, read batch by batch (the items hold their paths).
-    Images,
-}
-
-/// Methods explained by one [`explain_batch_with`] call (they share a pass) and timed together.
-struct Group {
-    methods: Vec<usize>,
-}
-
 pub fn run(mut a: ExplainArgs) -> Result<()> {
-    let t_start = Instant::now();
     if a.cam_raw {
         a.cam_style = CamStyle::Raw;
     }
@@ -214,469 +154,100 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
         a.cam_style = PAPER_PRESET.cam_style;
         a.innvestigate_compat = PAPER_PRESET.innvestigate_compat;
     }
-    let cam_style = a.cam_style;
     let options = ExplainOptions {
         score: a.score,
         init_relevance: a.init_relevance,
-        cam_style,
+        cam_style: a.cam_style,
     };
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
     let resolved = a.model.resolve()?;
-    let arch = resolved.arch;
 
-    // Inputs (cheap checks first: shapes, names, image headers).
+    // Inputs: one .npy (used at its own size), or images preprocessed for the model.
     let npy_input = a.input.len() == 1 && has_ext(&a.input[0], "npy");
     if !npy_input && a.input.iter().any(|p| has_ext(p, "npy")) {
         bail!("a .npy input must be the only --input");
     }
-    let (source, items, prep) = if npy_input {
+    let input = if npy_input {
         if a.size.is_some() {
             bail!("--size applies to image inputs only (a .npy is used at its own size)");
         }
-        read_npy_input(&a.input[0], &resolved)?
+        ExplainInput::Npy(a.input[0].clone())
     } else {
-        let paths = image_paths(&a.input)?;
-        let items = image_items(&paths)?;
-        let prep = resolved.image_preprocessing(a.size);
-        (Source::Images, items, prep)
+        ExplainInput::Images(image_paths(&a.input)?)
     };
+    let preprocessing = resolved.image_preprocessing(a.size);
 
-    // Methods.
-    let bounds = input_bounds(&prep.normalization);
+    // Methods (zB's bounds from the preprocessing).
+    let bounds = input_bounds(&preprocessing.normalization);
     let params = method_params(&a, bounds.clone())?;
-    let methods = parse_methods(&a.methods, &a.composites, &params, &bounds)?;
-    // Non-default run options are part of the id too, so that runs never overwrite
-    // each other: `grad-cam_softmax`, `lrp-epsilon_init-score`.
-    let ids: Vec<String> = methods
-        .iter()
-        .map(|m| {
-            let mut id = m.id(&params);
-            let is_lrp = matches!(m, Method::Lrp { .. });
-            let is_cam = m.is_cam();
-            if is_cam && cam_style == CamStyle::Matlab {
-                // MATLAB's style fixes the score (softmax): one suffix says both.
-                id = format!("{id}_matlab");
-            } else if !is_lrp && a.score != Score::Logit {
-                id = format!("{id}_{}", a.score.as_str());
+    let methods =
+        parse_methods(&a.methods, &a.composites, &params, &bounds).map_err(|e| match e {
+            ExplainRunError::UnknownMethod { .. } | ExplainRunError::Composite { .. } => {
+                anyhow!("--{e}")
             }
-            if is_lrp && a.init_relevance != InitRelevance::OneHot {
-                id = format!("{id}_init-{}", a.init_relevance.as_str());
-            }
-            id
-        })
-        .collect();
+            e => anyhow!(e),
+        })?;
+    if a.layer.is_some() && !methods.iter().any(Method::is_cam) {
+        eprintln!("note: --layer applies to the CAM methods only; none was asked for");
+    }
 
-    // Model.
     let model = resolved.load()?.valid();
-    let k = model.num_classes();
-    let cam_layer = a
-        .layer
-        .clone()
-        .unwrap_or_else(|| default_layer(arch).to_string());
-    let has_cam = methods.iter().any(Method::is_cam);
-    if let Some(layer) = &a.layer {
-        let names = model.layer_names();
-        if !names.contains(layer) {
-            let hint = names[names.len().saturating_sub(8)..].join(", ");
-            let e = CamError::UnknownLayer {
-                layer: layer.clone(),
-                hint,
-            };
-            bail!(
-                "--layer: {e} (the default for {} is {})",
-                arch,
-                default_layer(arch)
-            );
-        }
-        if !has_cam {
-            eprintln!("note: --layer applies to the CAM methods only; none was asked for");
-        }
-    }
-
-    // Targets that do not depend on the model's output are checked before any work.
-    match a.target {
-        Target::Index(t) if t >= k => {
-            bail!("--target {t}: the model has {k} classes (0..{})", k - 1)
-        }
-        Target::True => {
-            if let Source::Npy { path, .. } = &source {
-                bail!(
-                    "--target true needs true labels from ALL-IDB2 file names (ImNNN_Y); {} is a .npy without labels",
-                    path.display()
-                );
-            }
-            for it in &items {
-                match it.true_label {
-                    None => bail!(
-                        "--target true: {} has no label in its name (ALL-IDB2 names are ImNNN_Y, Y = 0 or 1)",
-                        it.source.display()
-                    ),
-                    Some(y) if y >= k => bail!(
-                        "--target true: {} has label {y}, but the model has {k} classes",
-                        it.source.display()
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
-        _ => {}
-    }
-
-    let groups = group_methods(&methods, &cam_layer);
-    let model_dir = a.out.join(&resolved.id);
-    let device = Device::default();
-    let [h, w] = match &source {
-        Source::Npy { shape, .. } => [shape[2], shape[3]],
-        Source::Images => prep.size.map(|s| s as usize),
+    let info = ModelInfo {
+        id: resolved.id.clone(),
+        weights: resolved.weights.clone(),
+        transform_input: resolved.transform_input,
+        card: resolved.run.as_ref().map(|r| r.path.clone()),
+        classes: resolved.classes().map(<[String]>::to_vec),
     };
-
-    let mut per_image: Vec<Value> = Vec::with_capacity(items.len());
-    let mut batch_timings: Vec<Value> = Vec::new();
-    let mut conservation_rows: Vec<String> = Vec::new();
-    let bar = crate::progress::bar(items.len() as u64, "explaining");
-    for (bi, chunk) in items.chunks(a.batch).enumerate() {
-        let t_batch = Instant::now();
-        let b = chunk.len();
-        // Network inputs and what the overlays are drawn on.
-        let (x, backgrounds): (Vec<f32>, Vec<RgbImage>) = match &source {
-            Source::Npy { data, shape, .. } => {
-                let per = shape[1] * h * w;
-                let first = chunk[0].row.expect("npy rows");
-                let x = data[first * per..(first + b) * per].to_vec();
-                let bgs = if a.no_png {
-                    Vec::new()
-                } else {
-                    x.chunks(per)
-                        .map(|v| prep.invert(&ChwImage::new(3, h, w, v.to_vec())).to_rgb())
-                        .collect()
-                };
-                (x, bgs)
-            }
-            Source::Images => {
-                let read: Vec<(Vec<f32>, RgbImage)> = chunk
-                    .par_iter()
-                    .map(|it| {
-                        let img = read_rgb(&it.source)?;
-                        Ok((prep.apply(&img).data, img))
-                    })
-                    .collect::<Result<_>>()?;
-                let (xs, imgs): (Vec<Vec<f32>>, Vec<RgbImage>) = read.into_iter().unzip();
-                (xs.concat(), if a.no_png { Vec::new() } else { imgs })
-            }
-        };
-        let x = Tensor::<4>::from_data(TensorData::new(x, [b, 3, h, w]), &device);
-
-        let t_forward = Instant::now();
-        let logits_t = model.forward(x.clone());
-        let predicted = leukex_explain::predicted(&logits_t);
-        let logits = values(logits_t)?;
-        let forward_seconds = t_forward.elapsed().as_secs_f64();
-        let targets: Vec<usize> = match a.target {
-            Target::Predicted => predicted.clone(),
-            Target::True => chunk
-                .iter()
-                .map(|it| it.true_label.expect("checked"))
-                .collect(),
-            Target::Index(t) => vec![t; b],
-        };
-
-        let mut group_timings = Vec::with_capacity(groups.len());
-        for g in &groups {
-            let ms: Vec<Method> = g.methods.iter().map(|&i| methods[i].clone()).collect();
-            let t0 = Instant::now();
-            let maps = explain_batch_with(&model, x.clone(), &targets, &ms, &options)
-                .with_context(|| {
-                    format!(
-                        "explaining {}",
-                        chunk
-                            .iter()
-                            .map(|it| it.source.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
-            let maps: Vec<([usize; 4], Vec<f32>)> = maps
-                .into_iter()
-                .zip(&ms)
-                .map(|(m, method)| {
-                    let m = if method.is_cam() {
-                        cam_style.finish(m, h, w)
-                    } else {
-                        m
-                    };
-                    let dims = m.dims();
-                    Ok((dims, values(m)?))
-                })
-                .collect::<Result<_>>()?;
-            let seconds = t0.elapsed().as_secs_f64();
-            group_timings.push(json!({
-                "methods": g.methods.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(),
-                "seconds": seconds,
-            }));
-            for ((dims, data), &mi) in maps.iter().zip(&g.methods) {
-                let method = &methods[mi];
-                let is_cam = method.is_cam();
-                let [_, c, mh, mw] = *dims;
-                let plane = c * mh * mw;
-                chunk
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, it)| {
-                        let v = &data[i * plane..(i + 1) * plane];
-                        // Channels summed (CAMs have one), then resampled to the image.
-                        let (c_out, v) = if is_cam || !a.keep_channels {
-                            (1, sum_channels(v, c, mh * mw))
-                        } else {
-                            (c, v.to_vec())
-                        };
-                        let resample = matches!(source, Source::Images)
-                            && !(is_cam && cam_style == CamStyle::Raw)
-                            && [mh, mw] != it.size;
-                        let ([oh, ow], v) = if resample {
-                            let [oh, ow] = it.size;
-                            let v: Vec<f32> = v
-                                .chunks(mh * mw)
-                                .flat_map(|p| resize_bilinear(p, mh, mw, oh, ow))
-                                .collect();
-                            ([oh, ow], v)
-                        } else {
-                            ([mh, mw], v)
-                        };
-                        let shape: Vec<usize> = if c_out == 1 {
-                            vec![oh, ow]
-                        } else {
-                            vec![c_out, oh, ow]
-                        };
-                        let dir = model_dir.join(&it.stem);
-                        let id = &ids[mi];
-                        npy::write_f32(&dir.join(format!("{id}.npy")), &shape, &v)?;
-                        if !a.no_png {
-                            let shown = sum_channels(&v, c_out, oh * ow);
-                            let colour = colourise(&shown, oh, ow, method.is_signed());
-                            write_rgb(&dir.join(format!("{id}.png")), &colour)?;
-                            let overlay = blend(&backgrounds[i], &colour);
-                            write_rgb(&dir.join(format!("{id}_overlay.png")), &overlay)?;
-                        }
-                        Ok(())
-                    })
-                    .collect::<Result<Vec<()>>>()?;
-            }
-        }
-
-        let k = logits.len() / b;
-        for (i, it) in chunk.iter().enumerate() {
-            let row = &logits[i * k..(i + 1) * k];
-            let probs = softmax(row);
-            per_image.push(json!({
-                "stem": it.stem,
-                "source": it.source,
-                "row": it.row,
-                "size": it.size,
-                "true_label": it.true_label,
-                "predicted": predicted[i],
-                "score": probs[predicted[i]],
-                "logits": row,
-                "softmax": probs,
-                "target": targets[i],
-                "batch": bi,
-            }));
-        }
-        if a.conservation {
-            // One more LRP pass per LRP method, with probes at every conv/dense output.
-            for (m, id) in methods.iter().zip(&ids) {
-                let Method::Lrp { composite, .. } = m else {
-                    continue;
-                };
-                let (_, c) =
-                    lrp_with_conservation(&model, x.clone(), &targets, composite, a.init_relevance);
-                let input = ("input".to_string(), c.input.clone());
-                for (i, it) in chunk.iter().enumerate() {
-                    for (layer, sums) in c.layers.iter().chain(std::iter::once(&input)) {
-                        conservation_rows.push(format!(
-                            "{},{id},{layer},{},{}",
-                            it.stem, sums[i], c.output[i]
-                        ));
-                    }
-                }
-            }
-        }
-        batch_timings.push(json!({
-            "stems": chunk.iter().map(|it| it.stem.clone()).collect::<Vec<_>>(),
-            "forward_seconds": forward_seconds,
-            "methods": group_timings,
-            "seconds": t_batch.elapsed().as_secs_f64(),
-        }));
-        bar.inc(b as u64);
-    }
+    let request = ExplainRequest {
+        input,
+        preprocessing,
+        methods,
+        params,
+        options,
+        target: a.target,
+        batch: a.batch,
+        keep_channels: a.keep_channels,
+        png: !a.no_png,
+        conservation: a.conservation,
+        paper: a.paper,
+        out: a.out.clone(),
+    };
+    let bar = crate::progress::bar(0, "explaining");
+    let summary = run_explain(&model, &info, &request, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .map_err(|e| match e {
+        ExplainRunError::Layer { .. }
+        | ExplainRunError::TargetOutOfRange { .. }
+        | ExplainRunError::TrueTargetOfNpy { .. }
+        | ExplainRunError::NoTrueLabel { .. }
+        | ExplainRunError::TrueLabelOutOfRange { .. } => anyhow!("--{e}"),
+        e => anyhow!(e),
+    })?;
     bar.finish_and_clear();
-
-    let images: serde_json::Map<String, Value> = per_image
-        .into_iter()
-        .map(|v| (v["stem"].as_str().unwrap_or_default().to_string(), v))
-        .collect();
-    let method_entries: Vec<Value> = methods
-        .iter()
-        .zip(&ids)
-        .map(|(m, id)| {
-            let mut e = json!({
-                "id": id,
-                "name": m.name(),
-                "signed": m.is_signed(),
-                "method": m,
-            });
-            if m.is_cam() {
-                e["layer"] = json!(cam_layer);
-            }
-            e
-        })
-        .collect();
-    let (preprocessing, map_size) = match &source {
-        Source::Npy { .. } => (
-            json!({
-                "applied": false,
-                "size": [h, w],
-                "normalization": prep.normalization,
-                "note": "the .npy is taken as network input; this normalisation (the run's with --model, else the architecture's) is assumed for the zB bounds and the overlays",
-            }),
-            "the .npy input's [H, W]",
-        ),
-        Source::Images => {
-            let mut p = serde_json::to_value(&prep)?;
-            p["applied"] = json!(true);
-            (
-                p,
-                "the original image's [H, W] (bilinear, align_corners=false)",
-            )
-        }
-    };
-    let report = json!({
-        "leukex_version": env!("CARGO_PKG_VERSION"),
-        "model": {
-            "id": resolved.id,
-            "arch": arch,
-            "weights": resolved.weights,
-            "num_classes": k,
-            "transform_input": resolved.transform_input,
-            "card": resolved.run.as_ref().map(|r| &r.path),
-            "classes": resolved.classes(),
-        },
-        "preprocessing": preprocessing,
-        "input_bounds": {"low": bounds.0, "high": bounds.1},
-        "target": a.target,
-        "score": a.score,
-        "init_relevance": a.init_relevance,
-        "cam_style": cam_style,
-        "preset": a.paper.then(|| json!({
-            "name": "paper",
-            "assumptions": PAPER_ASSUMPTIONS,
-        })),
-        "methods": method_entries,
-        "maps": {
-            "dtype": "float32",
-            "size": map_size,
-            "channels": if a.keep_channels { "kept ([3, H, W]; CAMs [H, W])" } else { "summed ([H, W])" },
-            "cam": match cam_style {
-                CamStyle::Raw => "raw: layer resolution, not scaled, not resampled",
-                CamStyle::PytorchGradCam => "pytorch-grad-cam's scale_cam_image: (cam - min) / (1e-7 + max), bilinear to the network input, then to the map size",
-                CamStyle::Matlab => "MATLAB gradCAM: softmax score, no scaling, bicubic imresize to the network input (cubic overshoot kept), then bilinear to the map size",
-            },
-        },
-        "batch": a.batch,
-        "images": images,
-        "timings": {
-            "note": "seconds per batch; methods that share a pass (gradient and input-x-gradient, CAMs on one layer) are timed together",
-            "batches": batch_timings,
-            "total_seconds": t_start.elapsed().as_secs_f64(),
-        },
-    });
-    write_json_atomic(&model_dir.join("explain.json"), &report)?;
-    if a.conservation {
-        // Relevance arriving at each conv/dense layer's output (forward order), then at the
-        // input, against the relevance put in at the logits.
-        let mut csv = String::from("stem,method,layer,relevance_sum,output_relevance\n");
-        for r in &conservation_rows {
-            csv.push_str(r);
-            csv.push('\n');
-        }
-        write_bytes_atomic(&model_dir.join("conservation.csv"), csv.as_bytes())?;
+    for f in &summary.failed {
+        eprintln!("error: {f}");
     }
     println!(
         "{} images × {} methods ({}); wrote {}",
-        items.len(),
-        methods.len(),
-        ids.join(", "),
-        model_dir.display()
+        summary.explained,
+        summary.method_ids.len(),
+        summary.method_ids.join(", "),
+        summary.model_dir.display()
     );
+    if !summary.failed.is_empty() {
+        bail!(
+            "{} of {} images failed (listed above and in {})",
+            summary.failed.len(),
+            summary.failed.len() + summary.explained,
+            summary.model_dir.join("explain.json").display()
+        );
+    }
     Ok(())
-}
-
-/// The `.npy` input: `[N, 3, H, W]` float values, rows named `<stem>_<i>`.
-fn read_npy_input(
-    path: &Path,
-    model: &ResolvedModel,
-) -> Result<(Source, Vec<Item>, Preprocessing)> {
-    let x = npy::read_f32(path)?;
-    let shape: [usize; 4] = match x.shape.as_slice() {
-        &[n, 3, h, w] if n > 0 && h > 0 && w > 0 => [n, 3, h, w],
-        s => bail!(
-            "{}: shape {s:?} is not [N, 3, H, W] (N, H, W > 0)",
-            path.display()
-        ),
-    };
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let items = (0..shape[0])
-        .map(|i| Item {
-            stem: format!("{stem}_{i}"),
-            source: path.to_path_buf(),
-            row: Some(i),
-            true_label: None,
-            size: [shape[2], shape[3]],
-        })
-        .collect();
-    // The run's (with --model) or the architecture's normalisation, at the array's size
-    // (bounds and overlays only).
-    let mut prep = model.image_preprocessing(Some(shape[2] as u32));
-    prep.size = [shape[2] as u32, shape[3] as u32];
-    let source = Source::Npy {
-        path: path.to_path_buf(),
-        data: x.data,
-        shape,
-    };
-    Ok((source, items, prep))
-}
-
-/// Image files: stems (unique), ALL-IDB2 labels, sizes (from the headers).
-fn image_items(paths: &[PathBuf]) -> Result<Vec<Item>> {
-    let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
-    paths
-        .iter()
-        .map(|p| {
-            let stem = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if let Some(other) = seen.insert(stem.clone(), p) {
-                bail!(
-                    "{} and {} have the same stem {stem:?}; maps are stored by stem",
-                    other.display(),
-                    p.display()
-                );
-            }
-            let (w, h) = read_dimensions(p)?;
-            Ok(Item {
-                true_label: label_from_stem(&stem).map(|y| y as usize),
-                stem,
-                source: p.clone(),
-                row: None,
-                size: [h as usize, w as usize],
-            })
-        })
-        .collect()
 }
 
 fn method_params(a: &ExplainArgs, bounds: (Vec<f64>, Vec<f64>)) -> Result<MethodParams> {
@@ -731,152 +302,9 @@ fn method_params(a: &ExplainArgs, bounds: (Vec<f64>, Vec<f64>)) -> Result<Method
     })
 }
 
-/// The methods named (`all` = every name but the opt-in ones) and the custom composites,
-/// without duplicate ids (the first wins).
-fn parse_methods(
-    names: &[String],
-    composites: &[String],
-    params: &MethodParams,
-    bounds: &(Vec<f64>, Vec<f64>),
-) -> Result<Vec<Method>> {
-    if names.is_empty() && composites.is_empty() {
-        bail!(
-            "no method: give --method (or --composite); known methods: {}, or all",
-            METHOD_NAMES.join(", ")
-        );
-    }
-    let mut out: Vec<Method> = Vec::new();
-    let mut push = |m: Method| {
-        let id = m.id(params);
-        if !out.iter().any(|o| o.id(params) == id) {
-            out.push(m);
-        }
-    };
-    for name in names.iter().map(|n| n.trim()) {
-        if name == "all" {
-            // Opt-in methods (score-cam: one forward pass per channel of the target layer,
-            // 512 to 2048 per image) only run when named.
-            for n in METHOD_NAMES
-                .into_iter()
-                .filter(|n| !OPT_IN_METHODS.contains(n))
-            {
-                push(Method::parse(n, params).map_err(|e| anyhow!(e))?);
-            }
-        } else {
-            push(Method::parse(name, params).map_err(|e| anyhow!("--method: {e}, or all"))?);
-        }
-    }
-    for spec in composites {
-        let m = Method::custom_composite(spec, Some((&bounds.0, &bounds.1)))
-            .map_err(|e| anyhow!("--composite {spec:?}: {e}"))?;
-        push(if params.innvestigate {
-            m.innvestigate_compat()
-        } else {
-            m
-        });
-    }
-    Ok(out)
-}
-
-/// Methods that [`explain_batch_with`] computes from one shared pass go together: Gradient
-/// and Input×Gradient; the CAMs (all on `cam_layer`). Every other method is alone.
-fn group_methods(methods: &[Method], cam_layer: &str) -> Vec<Group> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, m) in methods.iter().enumerate() {
-        let key = match m {
-            Method::Gradient | Method::InputXGradient => "gradient".to_string(),
-            Method::Cam { layer, .. } => {
-                format!("cam:{}", layer.as_deref().unwrap_or(cam_layer))
-            }
-            _ => format!("#{i}"),
-        };
-        match keys.iter().position(|k| *k == key) {
-            Some(g) => groups[g].methods.push(i),
-            None => {
-                keys.push(key);
-                groups.push(Group { methods: vec![i] });
-            }
-        }
-    }
-    groups
-}
-
-/// All values of a tensor as `f32`.
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.cast(FloatDType::F32)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow!("reading a map: {e:?}"))
-}
-
-/// Sum of `c` planes of `plane` values each.
-fn sum_channels(v: &[f32], c: usize, plane: usize) -> Vec<f32> {
-    if c == 1 {
-        return v.to_vec();
-    }
-    let mut out = v[..plane].to_vec();
-    for ch in 1..c {
-        for (o, x) in out.iter_mut().zip(&v[ch * plane..(ch + 1) * plane]) {
-            *o += x;
-        }
-    }
-    out
-}
-
-/// The map in leukex's colours ([`render_rgb`]: seismic for signed maps, MATLAB jet for CAMs).
-fn colourise(v: &[f32], h: usize, w: usize, signed: bool) -> RgbImage {
-    RgbImage::from_raw(w as u32, h as u32, render_rgb(v, signed)).expect("one RGB pixel per value")
-}
-
-/// `colour` at 50 % over `background` (the colour image resampled bilinearly to the
-/// background's size when they differ, e.g. raw CAMs).
-fn blend(background: &RgbImage, colour: &RgbImage) -> RgbImage {
-    let (bw, bh) = background.dimensions();
-    let colour = if colour.dimensions() == (bw, bh) {
-        colour.clone()
-    } else {
-        let (cw, ch) = colour.dimensions();
-        let planes: Vec<Vec<f32>> = (0..3)
-            .map(|c| {
-                let p: Vec<f32> = colour.pixels().map(|px| f32::from(px[c])).collect();
-                resize_bilinear(&p, ch as usize, cw as usize, bh as usize, bw as usize)
-            })
-            .collect();
-        RgbImage::from_fn(bw, bh, |x, y| {
-            let i = (y * bw + x) as usize;
-            Rgb(std::array::from_fn(|c| {
-                planes[c][i].round().clamp(0.0, 255.0) as u8
-            }))
-        })
-    };
-    RgbImage::from_fn(bw, bh, |x, y| {
-        let (a, b) = (background.get_pixel(x, y), colour.get_pixel(x, y));
-        Rgb(std::array::from_fn(|c| {
-            (u16::from(a[c]) + u16::from(b[c])).div_ceil(2) as u8
-        }))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounds_are_the_inputs_of_black_and_white() {
-        let (lo, hi) = input_bounds(&Normalization::EfficientNetLite);
-        assert_eq!((lo[0], hi[2]), (-127.0 / 128.0, 1.0));
-        let (lo, hi) = input_bounds(&Normalization::ImageNet);
-        assert!((lo[0] - (-0.485 / 0.229)).abs() < 1e-6);
-        assert!((hi[2] - (1.0 - 0.406) / 0.225).abs() < 1e-6);
-        // The same numbers the preprocessing produces for pixel values 0 and 255.
-        let black = Preprocessing::imagenet(1).apply(&RgbImage::from_pixel(1, 1, Rgb([0; 3])));
-        let white = Preprocessing::imagenet(1).apply(&RgbImage::from_pixel(1, 1, Rgb([255; 3])));
-        for c in 0..3 {
-            assert!((f64::from(black.data[c]) - lo[c]).abs() < 1e-6);
-            assert!((f64::from(white.data[c]) - hi[c]).abs() < 1e-6);
-        }
-    }
 
     #[test]
     fn targets_parse() {
@@ -884,74 +312,5 @@ mod tests {
         assert_eq!(parse_target("true"), Ok(Target::True));
         assert_eq!(parse_target("3"), Ok(Target::Index(3)));
         assert!(parse_target("blast").is_err());
-    }
-
-    #[test]
-    fn all_leaves_out_the_opt_in_methods() {
-        let bounds = (vec![-2.0; 3], vec![2.0; 3]);
-        let p = MethodParams {
-            bounds: Some(bounds.clone()),
-            ..Default::default()
-        };
-        let all = parse_methods(&["all".into()], &[], &p, &bounds).unwrap();
-        assert_eq!(all.len(), METHOD_NAMES.len() - OPT_IN_METHODS.len());
-        assert!(!all.iter().any(|m| OPT_IN_METHODS.contains(&m.name())));
-        let named = parse_methods(&["all".into(), "score-cam".into()], &[], &p, &bounds).unwrap();
-        assert_eq!(named.last().map(Method::name), Some("score-cam"));
-    }
-
-    #[test]
-    fn bounded_methods_get_the_preprocessing_bounds() {
-        // deep-taylor-bounded, like lrp-epsilon-gamma-box, takes zB's bounds from the
-        // preprocessing (pixel values 0 and 255).
-        let norm = Normalization::ImageNet;
-        let bounds = input_bounds(&norm);
-        let p = MethodParams {
-            bounds: Some(bounds.clone()),
-            ..Default::default()
-        };
-        let names: Vec<String> = [
-            "deep-taylor-bounded",
-            "lrp-epsilon-gamma-box",
-            "deep-taylor",
-        ]
-        .map(String::from)
-        .to_vec();
-        let ms = parse_methods(&names, &[], &p, &bounds).unwrap();
-        let zbox = leukex_explain::Rule::ZBox {
-            low: bounds.0.clone(),
-            high: bounds.1.clone(),
-        };
-        for m in &ms[..2] {
-            let Method::Lrp { composite, .. } = m else {
-                panic!("{} is not an LRP method", m.name())
-            };
-            assert_eq!(composite.first.as_ref(), Some(&zbox), "{}", m.name());
-        }
-        assert!(ms.iter().all(Method::is_signed));
-        let all = parse_methods(&["all".into()], &[], &p, &bounds).unwrap();
-        for name in ["deep-taylor", "deep-taylor-bounded"] {
-            assert!(all.iter().any(|m| m.name() == name), "{name} in all");
-        }
-    }
-
-    #[test]
-    fn shared_passes_are_grouped() {
-        let p = MethodParams::default();
-        let ms: Vec<Method> = [
-            "gradient",
-            "grad-cam",
-            "lrp-zplus",
-            "input-x-gradient",
-            "layer-cam",
-        ]
-        .iter()
-        .map(|n| Method::parse(n, &p).unwrap())
-        .collect();
-        let g: Vec<Vec<usize>> = group_methods(&ms, "layer4")
-            .into_iter()
-            .map(|g| g.methods)
-            .collect();
-        assert_eq!(g, vec![vec![0, 3], vec![1, 4], vec![2]]);
     }
 }

@@ -285,11 +285,24 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
                 x.shape
             )
         })?;
-        let logits = predict::logits(&model, &x.data, shape, a.batch)
+        let rows = predict::logits_per_row(&model, &x.data, shape, a.batch)
             .with_context(|| a.input[0].display().to_string())?;
+        // A refused row keeps its place in the output, as NaN logits.
+        let mut logits = Vec::with_capacity(shape[0] * k);
+        let mut failed = 0;
+        for (i, r) in rows.iter().enumerate() {
+            match r {
+                Ok(l) => logits.extend_from_slice(l),
+                Err(e) => {
+                    eprintln!("error: {} row {i}: {e}", a.input[0].display());
+                    logits.extend(std::iter::repeat_n(f32::NAN, k));
+                    failed += 1;
+                }
+            }
+        }
         npy::write_f32(out, &[shape[0], k], &logits)?;
         println!("wrote {} ({}×{} logits)", out.display(), shape[0], k);
-        return Ok(());
+        return failures(failed, shape[0], "rows (their logits are NaN)");
     }
 
     let paths = image_paths(&a.input)?;
@@ -297,32 +310,52 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     let [h, w] = prep.size.map(|s| s as usize);
     let bar = crate::progress::bar(paths.len() as u64, "predicting");
     let mut logits = Vec::with_capacity(paths.len() * k);
+    let mut predicted: Vec<PathBuf> = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(a.batch) {
         let images: Vec<Vec<f32>> = chunk
             .par_iter()
             .map(|p| Ok(prep.apply(&read_rgb(p)?).data))
             .collect::<Result<_>>()?;
         let x = images.concat();
-        logits.extend(predict::logits(
-            &model,
-            &x,
-            [chunk.len(), 3, h, w],
-            a.batch,
-        )?);
+        let rows = predict::logits_per_row(&model, &x, [chunk.len(), 3, h, w], a.batch)?;
+        for (p, r) in chunk.iter().zip(rows) {
+            match r {
+                Ok(l) => {
+                    logits.extend(l);
+                    predicted.push(p.clone());
+                }
+                Err(e) => {
+                    bar.suspend(|| eprintln!("error: {}: {e}", p.display()));
+                }
+            }
+        }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let csv = predictions_csv(&paths, &logits, k, resolved.classes());
+    let csv = predictions_csv(&predicted, &logits, k, resolved.classes());
     match &a.out {
         Some(out) => {
             write_bytes_atomic(out, csv.as_bytes())?;
-            println!("wrote {} ({} images)", out.display(), paths.len());
+            println!("wrote {} ({} images)", out.display(), predicted.len());
         }
         None => print!("{csv}"),
     }
     if let Some(path) = &a.logits {
-        npy::write_f32(path, &[paths.len(), k], &logits)?;
+        npy::write_f32(path, &[predicted.len(), k], &logits)?;
         eprintln!("wrote {}", path.display());
+    }
+    failures(
+        paths.len() - predicted.len(),
+        paths.len(),
+        "images (left out of the output)",
+    )
+}
+
+/// Exit status of a run in which `failed` of `total` inputs were refused (each named on
+/// standard error as it happened).
+fn failures(failed: usize, total: usize, what: &str) -> Result<()> {
+    if failed > 0 {
+        bail!("{failed} of {total} {what} failed: see the errors above");
     }
     Ok(())
 }

@@ -630,3 +630,118 @@ fn paper_preset_uses_the_tools_conventions_and_matlab_grad_cam() {
     assert!(!o.status.success());
     assert!(text(&o).contains("--score"), "{}", text(&o));
 }
+
+#[test]
+fn non_finite_input_stops_only_its_image_and_is_never_a_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(tmp.path());
+    let shape = [3usize, 3, 64, 64];
+    let mut x = input_value(&shape);
+    // Row 1: a NaN at channel 2, y 5, x 7.
+    let bad = 3 * 64 * 64 + 2 * 64 * 64 + 5 * 64 + 7;
+    x[bad] = f32::NAN;
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &x).unwrap();
+    let out = tmp.path().join("maps");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "gradient,grad-cam,lrp-epsilon",
+            "--batch",
+            "2",
+        ],
+    );
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains(&format!("{} row 1", s(&input)))
+            && msg.contains("NaN at [c=2, y=5, x=7]")
+            && msg.contains("1 of 3 images failed"),
+        "{msg}"
+    );
+    // The other rows, in the same batch and after it, are explained as usual.
+    let j = read_json(&out.join("r18/explain.json"));
+    let images = j["images"].as_object().unwrap();
+    assert_eq!(images.keys().collect::<Vec<_>>(), ["x_0", "x_2"], "{j}");
+    assert!(
+        j["failed"]["x_1"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("NaN")
+    );
+    for stem in ["x_0", "x_2"] {
+        for id in ["gradient", "grad-cam", "lrp-epsilon"] {
+            check_map(&out.join(format!("r18/{stem}/{id}.npy")), &[64, 64]);
+        }
+    }
+    assert!(!out.join("r18/x_1").exists());
+
+    // predict: the row gets NaN logits and an error, never a class.
+    let logits = tmp.path().join("logits.npy");
+    let o = leukex(&[
+        "predict",
+        "--arch",
+        "resnet18",
+        "--weights",
+        s(&w),
+        "--input",
+        s(&input),
+        "--out",
+        s(&logits),
+    ]);
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains(&format!("{} row 1", s(&input))) && msg.contains("[c=2, y=5, x=7]"),
+        "{msg}"
+    );
+    let l = npy::read_f32(&logits).unwrap();
+    assert_eq!(l.shape, [3, 2]);
+    assert!(l.data[2..4].iter().all(|v| v.is_nan()));
+    assert!(
+        l.data[..2]
+            .iter()
+            .chain(&l.data[4..])
+            .all(|v| v.is_finite())
+    );
+}
+
+#[test]
+fn non_finite_weights_are_refused_by_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Classifier::new(&ModelConfig::new(Arch::ResNet18, 2), &Default::default());
+    let mut sd = closed_form_state_dict(&model, None);
+    let key = "layer2.0.bn1.running_var";
+    let mut t = sd.remove(key).unwrap();
+    t.data[3] = f32::INFINITY;
+    sd.insert(key, t.shape, t.data);
+    let w = tmp.path().join("r18.safetensors");
+    std::fs::write(&w, sd.to_safetensors(&[])).unwrap();
+    let shape = [1usize, 3, 32, 32];
+    let input = tmp.path().join("x.npy");
+    npy::write_f32(&input, &shape, &input_value(&shape)).unwrap();
+    let out = tmp.path().join("maps");
+    let o = explain(
+        &w,
+        &[
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--method",
+            "gradient",
+        ],
+    );
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains(key) && msg.contains("inf at index 3") && msg.contains(s(&w)),
+        "{msg}"
+    );
+    assert!(!out.exists());
+}

@@ -110,6 +110,16 @@ fn import_then_predict_npy_and_images() {
             && msg.contains("unexpected:"),
         "{msg}"
     );
+    // First what the keys are, then only the first few keys of each kind.
+    assert!(
+        msg.contains("these are efficientnet-lite0 weights"),
+        "{msg}"
+    );
+    let missing = msg.lines().find(|l| l.contains("missing: ")).unwrap();
+    assert!(
+        missing.matches(", ").count() <= 5 && missing.contains("more)"),
+        "{missing}"
+    );
     assert!(!tmp.path().join("x.safetensors").exists());
 
     let dev = Default::default();

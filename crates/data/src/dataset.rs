@@ -377,6 +377,20 @@ fn strict_all_idb2_label(stem: &str) -> Option<usize> {
     }
 }
 
+/// The true label `Y` of an ALL-IDB2 name `Im…_Y` (0 healthy, 1 blast), as explanation and
+/// evaluation outputs named by stem are read; `None` for other names.
+pub fn label_from_stem(stem: &str) -> Option<usize> {
+    let (head, y) = stem.rsplit_once('_')?;
+    if !head.starts_with("Im") {
+        return None;
+    }
+    match y {
+        "0" => Some(0),
+        "1" => Some(1),
+        _ => None,
+    }
+}
+
 /// The class digit after the last `_`, as the ALL-IDB2 layout reads names.
 fn all_idb2_label(stem: &str) -> Option<usize> {
     match stem.rsplit_once('_') {
@@ -1130,6 +1144,9 @@ mod tests {
         assert_eq!(strict_all_idb2_label("Im001"), None);
         assert_eq!(strict_all_idb2_label("Imx_1"), None);
         assert_eq!(all_idb2_label("slide3_cell_1"), Some(1));
+        assert_eq!(label_from_stem("Im001_1"), Some(1));
+        assert_eq!(label_from_stem("Im260_0"), Some(0));
+        assert_eq!(label_from_stem("cell_7"), None);
         assert_eq!(all_idb2_label("_1"), None);
         assert_eq!(all_idb2_label("Im001_2"), None);
     }

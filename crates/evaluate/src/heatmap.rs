@@ -2,6 +2,7 @@
 //! tools write in several layouts.
 
 use crate::error::{EvalError, Result};
+use leukex_render::resample::{PixelGrid::HalfPixel, resize_bilinear};
 use serde::Serialize;
 use std::path::Path;
 
@@ -146,25 +147,12 @@ impl HeatMap {
         if width == self.width && height == self.height {
             return self.clone();
         }
-        let sx = self.width as f64 / width as f64;
-        let sy = self.height as f64 / height as f64;
-        let src = |x: usize, y: usize| self.values[y * self.width + x] as f64;
-        let axis = |o: usize, scale: f64, len: usize| {
-            let p = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-            let i0 = (p.floor() as usize).min(len - 1);
-            let i1 = (i0 + 1).min(len - 1);
-            (i0, i1, p - i0 as f64)
-        };
-        let mut values = Vec::with_capacity(width * height);
-        for y in 0..height {
-            let (y0, y1, fy) = axis(y, sy, self.height);
-            for x in 0..width {
-                let (x0, x1, fx) = axis(x, sx, self.width);
-                let top = src(x0, y0) * (1.0 - fx) + src(x1, y0) * fx;
-                let bottom = src(x0, y1) * (1.0 - fx) + src(x1, y1) * fx;
-                values.push((top * (1.0 - fy) + bottom * fy) as f32);
-            }
-        }
+        // Interpolated in f64, rounded once to f32.
+        let src: Vec<f64> = self.values.iter().map(|&v| f64::from(v)).collect();
+        let values = resize_bilinear(&src, self.height, self.width, height, width, HalfPixel)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
         HeatMap {
             width,
             height,

@@ -50,7 +50,8 @@
 //! naming the pixel; a constant map, an empty selection or an empty region
 //! gives `None` ("undefined" in the files), never a silent 0.
 
-pub mod colormap;
+/// The colour tables live in `leukex-render` (shared with `leukex-explain`).
+pub use leukex_render::colormap;
 pub mod error;
 pub mod faithfulness;
 pub mod fused;

@@ -37,7 +37,9 @@ use crate::mode::{Mode, select};
 use crate::rank::descending_order;
 use crate::shares::ClassShares;
 use crate::stats::{self, MeanCi, ZeroMethod};
+use leukex_data::dataset::label_from_stem;
 use leukex_data::{LabelTable, MorphologyClass, MorphologyMask};
+use leukex_hash::fnv1a64;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -200,19 +202,6 @@ struct ExplainFile {
     images: BTreeMap<String, ExplainInfo>,
 }
 
-/// The true label of an ALL-IDB2 stem `ImNNN_Y`.
-pub fn label_from_stem(stem: &str) -> Option<i64> {
-    let (head, y) = stem.rsplit_once('_')?;
-    if !head.starts_with("Im") {
-        return None;
-    }
-    match y {
-        "0" => Some(0),
-        "1" => Some(1),
-        _ => None,
-    }
-}
-
 /// One row of `per_image.csv`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageRow {
@@ -334,7 +323,7 @@ pub fn evaluate_dir(opts: &EvaluateOptions) -> Result<EvaluateReport> {
         for stem in list_dirs(&mdir)? {
             let mut info = explain.images.get(&stem).cloned().unwrap_or_default();
             if info.true_label.is_none() {
-                info.true_label = label_from_stem(&stem);
+                info.true_label = label_from_stem(&stem).map(|y| y as i64);
             }
             infos.insert((model.clone(), stem.clone()), info);
             stems_all.insert(stem.clone());
@@ -388,7 +377,7 @@ pub fn evaluate_dir(opts: &EvaluateOptions) -> Result<EvaluateReport> {
                 let values = if j.method == ORACLE {
                     oracle_map(mask, opts.region)
                 } else {
-                    random_map(w * h, opts.seed ^ fnv(&j.stem))
+                    random_map(w * h, opts.seed ^ fnv1a64(&j.stem))
                 };
                 return Ok(HeatMap::new(w, h, values));
             };
@@ -459,12 +448,6 @@ pub fn evaluate_dir(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     Ok(report)
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 const SHARE_KEYS: [&str; 6] = [
     "background",
     "nucleus",
@@ -501,7 +484,7 @@ fn summarise(rows: &[ImageRow], opts: &EvaluateOptions) -> Vec<SummaryRow> {
     groups
         .into_par_iter()
         .map(|((model, method, mode), rs)| {
-            let seed = opts.seed ^ fnv(&format!("{model}/{method}/{mode}"));
+            let seed = opts.seed ^ fnv1a64(&format!("{model}/{method}/{mode}"));
             let ci = |v: Vec<f64>, k: u64| {
                 stats::bootstrap_mean_ci(&v, opts.confidence, opts.bootstrap_resamples, seed ^ k)
             };
@@ -993,16 +976,4 @@ fn tables_md(rep: &EvaluateReport, opts: &EvaluateOptions) -> String {
         s.push('\n');
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn all_idb2_stems_give_the_label() {
-        assert_eq!(label_from_stem("Im001_1"), Some(1));
-        assert_eq!(label_from_stem("Im260_0"), Some(0));
-        assert_eq!(label_from_stem("cell_7"), None);
-    }
 }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN};
 use crate::relevance_conv::{ConvTerm, relevance_conv};
-use crate::resize::{resize_bicubic_matlab, resize_bilinear};
+use crate::resize::{PixelGrid::HalfPixel, resize_bicubic_matlab, resize_bilinear};
 use crate::target::Score;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -391,6 +391,13 @@ pub fn scale_and_resize(cam: Tensor<4>, out_h: usize, out_w: usize) -> Tensor<4>
         shifted.iter().map(|x| x / (1e-7 + max)).collect()
     };
     map_planes(cam, out_h, out_w, |plane, h, w| {
-        min_max(&resize_bilinear(&min_max(plane), h, w, out_h, out_w))
+        min_max(&resize_bilinear(
+            &min_max(plane),
+            h,
+            w,
+            out_h,
+            out_w,
+            HalfPixel,
+        ))
     })
 }

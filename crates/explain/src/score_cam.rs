@@ -25,7 +25,7 @@ use burn::tensor::{DType, FloatDType};
 use leukex_models::Classifier;
 
 use crate::cam::{CamError, unknown_layer};
-use crate::resize::resize_bilinear_align_corners;
+use crate::resize::{PixelGrid, resize_bilinear};
 use crate::target::Score;
 
 /// Default number of masked inputs per forward pass.
@@ -122,7 +122,7 @@ pub fn layer_activations(
 /// One channel's mask: bilinear (align_corners) to `out_h`×`out_w`, then min–max scaled
 /// with pytorch-grad-cam's `+ 1e-8`.
 fn mask(plane: &[f64], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f64> {
-    let up = resize_bilinear_align_corners(plane, h, w, out_h, out_w);
+    let up = resize_bilinear(plane, h, w, out_h, out_w, PixelGrid::AlignCorners);
     let min = up.iter().copied().fold(f64::INFINITY, f64::min);
     let max = up.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let den = max - min + 1e-8;

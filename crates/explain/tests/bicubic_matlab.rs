@@ -2,7 +2,7 @@
 //! Grad-CAM maps, against ResizeRight (an independent reimplementation of `imresize`;
 //! fixture from `scripts/fixtures/gen_bicubic.py`).
 
-use leukex_explain::resize::{resize_bicubic_matlab, resize_bilinear};
+use leukex_explain::resize::{PixelGrid, resize_bicubic_matlab, resize_bilinear};
 use serde_json::Value;
 
 fn cases() -> Vec<Value> {
@@ -54,7 +54,7 @@ fn bicubic_equals_matlab_imresize_reference() {
         );
         // The reference is not bilinear: a bilinear resize must fail the same check, so
         // the comparison can tell kernels apart.
-        let bilinear = resize_bilinear(&src, h, w, oh, ow);
+        let bilinear = resize_bilinear(&src, h, w, oh, ow, PixelGrid::HalfPixel);
         let bilinear_worst = bilinear
             .iter()
             .zip(&expected)

@@ -10,22 +10,7 @@
 
 use crate::{Classifier, StateDict};
 
-/// FNV-1a 64 of the UTF-8 name.
-pub fn fnv1a64(name: &str) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for &b in name.as_bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    h
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use leukex_hash::{fnv1a64, splitmix64};
 
 /// u(name, i) in [-1, 1), exactly representable in f32 (24 bits).
 pub fn unit(name: &str, n: usize) -> impl Iterator<Item = f64> {

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::layers::LayerVisitor;
 use crate::weights::StateDict;
-use crate::{SplitMix64, closed_form::fnv1a64};
+use leukex_hash::{SplitMix64, fnv1a64};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()

@@ -56,6 +56,8 @@
 
 pub mod allocator;
 pub mod channel_affine;
+/// Closed-form weights and inputs of the reference tests: test support only.
+#[cfg(feature = "test-support")]
 pub mod closed_form;
 mod conv_forward;
 pub mod conv_grad;
@@ -95,6 +97,7 @@ pub use conv_grad::conv_options;
 pub use fold::fold_batch_norm;
 use layers::{HookOps, Tap};
 pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm, plain_conv};
+use leukex_hash::SplitMix64;
 use weights::{KeyLister, Loader, ignorable};
 
 /// The supported architectures.
@@ -350,12 +353,31 @@ impl Classifier {
             .map(String::from)
             .collect();
         if !check.missing.is_empty() || !check.wrong_shape.is_empty() || !unexpected.is_empty() {
+            let looks_like = (!check.missing.is_empty() || !unexpected.is_empty())
+                .then(|| {
+                    let keys = sd.keys().collect();
+                    weights::architecture_of_keys(&keys, |k| ignorable(k, true))
+                })
+                .flatten()
+                .filter(|&a| a != self.arch())
+                .map(|a| a.to_string());
             return Err(WeightsError::Mismatch {
                 source_name: sd.source().to_string(),
                 arch: self.arch().to_string(),
+                looks_like,
                 missing: check.missing,
                 unexpected,
                 wrong_shape: check.wrong_shape,
+            });
+        }
+        // A NaN or infinity in the weights would make every output NaN: a class 0
+        // "prediction" and maps of nothing. Named by tensor instead.
+        if let Some((key, index, value)) = weights::first_non_finite(sd, check.used.iter()) {
+            return Err(WeightsError::NonFinite {
+                source_name: sd.source().to_string(),
+                key,
+                index,
+                value,
             });
         }
         Ok(())
@@ -537,37 +559,4 @@ pub fn import_weights(
 /// lazily (no weights are allocated).
 pub fn layer_names(arch: Arch) -> Vec<String> {
     Classifier::new(&ModelConfig::new(arch, 2), &Device::default()).layer_names()
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): small, seedable, reproducible everywhere.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arch_round_trips() {
-        for a in Arch::ALL {
-            assert_eq!(a.to_string().parse::<Arch>().unwrap(), a);
-            let j = serde_json::to_string(&a).unwrap();
-            assert_eq!(j, format!("\"{a}\""));
-        }
-        assert!("resnet34".parse::<Arch>().is_err());
-    }
 }

@@ -55,6 +55,110 @@ pub fn logits(
     Ok(out)
 }
 
+/// The first NaN or infinity of an array, located: an input image `[C, H, W]`, a map
+/// `[C, H, W]` / `[H, W]` or a row of logits `[K]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFinite {
+    /// Flat (row-major) index.
+    pub index: usize,
+    pub value: f32,
+    /// The array's shape, for the coordinates of `index`.
+    pub shape: [usize; 3],
+}
+
+impl NonFinite {
+    /// The first non-finite value of `values`, an array of `shape` (`[1, 1, K]` for a
+    /// vector, `[1, H, W]` for a plane).
+    pub fn find(values: &[f32], shape: [usize; 3]) -> Option<Self> {
+        let index = values.iter().position(|v| !v.is_finite())?;
+        Some(Self {
+            index,
+            value: values[index],
+            shape,
+        })
+    }
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [c, h, w] = self.shape;
+        let plane = h * w;
+        let (ch, y, x) = (self.index / plane, self.index % plane / w, self.index % w);
+        match (c, h) {
+            (1, 1) => write!(f, "{} at index {x}", self.value),
+            (1, _) => write!(
+                f,
+                "{} at [y={y}, x={x}] (flat index {})",
+                self.value, self.index
+            ),
+            _ => write!(
+                f,
+                "{} at [c={ch}, y={y}, x={x}] (flat index {})",
+                self.value, self.index
+            ),
+        }
+    }
+}
+
+/// Why one row of [`logits_per_row`] has no logits.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("input value {0}")]
+    Input(NonFinite),
+    #[error("logit {0}")]
+    Logit(NonFinite),
+}
+
+/// [`logits`] row by row, refusing non-finite input: a row holding a NaN or an infinity
+/// is not run (it would give NaN logits, and an arg-max of NaN is class 0), and a row
+/// whose logits are not finite is refused too; the other rows are computed as usual.
+pub fn logits_per_row(
+    model: &Classifier,
+    input: &[f32],
+    shape: [usize; 4],
+    batch: usize,
+) -> Result<Vec<Result<Vec<f32>, RowError>>, InputError> {
+    let [n, c, h, w] = shape;
+    let per = c * h * w;
+    if input.len() != n * per {
+        return Err(InputError(format!(
+            "{} values do not fill shape {shape:?}",
+            input.len()
+        )));
+    }
+    let rows: Vec<Result<&[f32], RowError>> = input
+        .chunks(per.max(1))
+        .map(|row| match NonFinite::find(row, [c, h, w]) {
+            Some(bad) => Err(RowError::Input(bad)),
+            None => Ok(row),
+        })
+        .collect();
+    let finite: Vec<f32> = rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|row| row.iter().copied())
+        .collect();
+    let m = finite.len() / per.max(1);
+    let k = model.num_classes();
+    let out = if m == 0 {
+        Vec::new()
+    } else {
+        logits(model, &finite, [m, c, h, w], batch)?
+    };
+    let mut computed = out.chunks(k);
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r?;
+            let l = computed.next().expect("one row of logits per finite input");
+            match NonFinite::find(l, [1, 1, k]) {
+                Some(bad) => Err(RowError::Logit(bad)),
+                None => Ok(l.to_vec()),
+            }
+        })
+        .collect())
+}
+
 /// Softmax of one row of logits (computed in f64, max-subtracted).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -102,6 +206,21 @@ pub fn predictions(logits: &[f32], num_classes: usize) -> Vec<Prediction> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_are_located() {
+        let mut v = vec![0.0f32; 2 * 3 * 4];
+        v[12 + 5] = f32::NAN;
+        v[20] = f32::INFINITY;
+        let bad = NonFinite::find(&v, [2, 3, 4]).unwrap();
+        assert_eq!(bad.index, 17);
+        assert_eq!(bad.to_string(), "NaN at [c=1, y=1, x=1] (flat index 17)");
+        let plane = NonFinite::find(&v[12..], [1, 3, 4]).unwrap();
+        assert_eq!(plane.to_string(), "NaN at [y=1, x=1] (flat index 5)");
+        let row = NonFinite::find(&[1.0, f32::NEG_INFINITY], [1, 1, 2]).unwrap();
+        assert_eq!(row.to_string(), "-inf at index 1");
+        assert_eq!(NonFinite::find(&[1.0, 2.0], [1, 1, 2]), None);
+    }
 
     #[test]
     fn softmax_and_top_k() {

@@ -36,12 +36,15 @@ pub enum WeightsError {
         key: String,
         dtype: String,
     },
-    #[error("{}", mismatch_message(.source_name, .arch, .missing, .unexpected, .wrong_shape))]
+    #[error("{}", mismatch_message(.source_name, .arch, .looks_like, .missing, .unexpected, .wrong_shape))]
     Mismatch {
         /// File path or in-memory label.
         source_name: String,
         /// Architecture the weights were applied to.
         arch: String,
+        /// Another architecture whose keys the state dict has (nearly) all of: the
+        /// likely mistake.
+        looks_like: Option<String>,
         /// Keys the model needs that the state dict lacks.
         missing: Vec<String>,
         /// Keys in the state dict the model does not have (`num_batches_tracked` and
@@ -49,6 +52,14 @@ pub enum WeightsError {
         unexpected: Vec<String>,
         /// Keys present with the wrong shape.
         wrong_shape: Vec<ShapeMismatch>,
+    },
+    #[error("tensor {key} in {source_name} holds {value} at index {index}: weights must be finite")]
+    NonFinite {
+        source_name: String,
+        key: String,
+        /// Flat (row-major, torch layout) index of the first non-finite value.
+        index: usize,
+        value: f32,
     },
 }
 
@@ -70,30 +81,89 @@ impl fmt::Display for ShapeMismatch {
     }
 }
 
+/// Keys listed per kind in a mismatch message; the counts say how many there are.
+const KEYS_SHOWN: usize = 5;
+
 fn mismatch_message(
     source: &str,
     arch: &str,
+    looks_like: &Option<String>,
     missing: &[String],
     unexpected: &[String],
     wrong: &[ShapeMismatch],
 ) -> String {
-    let mut s = format!(
-        "weights {source} do not fit {arch}: {} missing, {} unexpected, {} wrongly shaped key(s)",
+    let mut s = format!("weights {source} do not fit {arch}: ");
+    if let Some(other) = looks_like {
+        s += &format!("these are {other} weights (they have its keys); ");
+    }
+    s += &format!(
+        "{} missing, {} unexpected, {} wrongly shaped key(s)",
         missing.len(),
         unexpected.len(),
         wrong.len()
     );
+    let list = |items: Vec<String>| {
+        let more = items.len().saturating_sub(KEYS_SHOWN);
+        let mut l = items[..items.len().min(KEYS_SHOWN)].join(", ");
+        if more > 0 {
+            l += &format!(", … ({more} more)");
+        }
+        l
+    };
     if !missing.is_empty() {
-        s += &format!("\n  missing: {}", missing.join(", "));
+        s += &format!("\n  missing: {}", list(missing.to_vec()));
     }
     if !unexpected.is_empty() {
-        s += &format!("\n  unexpected: {}", unexpected.join(", "));
+        s += &format!("\n  unexpected: {}", list(unexpected.to_vec()));
     }
     if !wrong.is_empty() {
-        let w: Vec<String> = wrong.iter().map(|m| m.to_string()).collect();
-        s += &format!("\n  wrong shape: {}", w.join(", "));
+        s += &format!(
+            "\n  wrong shape: {}",
+            list(wrong.iter().map(|m| m.to_string()).collect())
+        );
     }
     s
+}
+
+/// The architecture whose state-dict keys `keys` matches best, when the match is close:
+/// at least 90 % of the union of its keys and `keys` are shared (`ignore` leaves out keys
+/// no architecture loads, e.g. `num_batches_tracked`).
+pub(crate) fn architecture_of_keys(
+    keys: &BTreeSet<&str>,
+    ignore: impl Fn(&str) -> bool,
+) -> Option<crate::Arch> {
+    let keys: BTreeSet<&str> = keys.iter().copied().filter(|k| !ignore(k)).collect();
+    crate::Arch::ALL
+        .into_iter()
+        .map(|arch| {
+            // Lazy parameters: listing the keys allocates no weights.
+            let model =
+                crate::Classifier::new(&crate::ModelConfig::new(arch, 2), &Default::default());
+            let own: BTreeSet<String> = model
+                .state_dict_keys()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let shared = own.iter().filter(|k| keys.contains(k.as_str())).count();
+            let union = own.len() + keys.len() - shared;
+            (arch, shared as f64 / union.max(1) as f64)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|&(_, score)| score >= 0.9)
+        .map(|(arch, _)| arch)
+}
+
+/// The first non-finite value of the tensors of `sd` that `keys` names: key, flat index,
+/// value.
+pub(crate) fn first_non_finite<'a>(
+    sd: &StateDict,
+    keys: impl Iterator<Item = &'a String>,
+) -> Option<(String, usize, f32)> {
+    keys.filter_map(|k| Some((k, sd.get(k)?)))
+        .find_map(|(k, t)| {
+            let i = t.data.iter().position(|v| !v.is_finite())?;
+            Some((k.clone(), i, t.data[i]))
+        })
 }
 
 /// One tensor of a state dict, converted to `f32` (row-major, torch layout).

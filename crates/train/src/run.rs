@@ -298,7 +298,7 @@ pub fn evaluate(model: &Classifier, images: &Images, batch: usize) -> (Vec<Vec<f
 }
 
 fn fnv_hex(s: &str) -> String {
-    format!("{:016x}", leukex_models::closed_form::fnv1a64(s))
+    format!("{:016x}", leukex_hash::fnv1a64(s))
 }
 
 fn run_err(path: &Path, reason: impl Into<String>) -> TrainError {

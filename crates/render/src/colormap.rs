@@ -177,7 +177,7 @@ pub fn innvestigate_indices(values: &[f32]) -> Vec<u8> {
 
 /// One pixel of [`innvestigate_indices`]; non-decreasing in `x`.
 #[inline]
-pub(crate) fn innvestigate_index(x: f32, absmax: f32) -> u8 {
+pub fn innvestigate_index(x: f32, absmax: f32) -> u8 {
     let x = if absmax != 0.0 { x / absmax } else { x };
     let v = ((x + 1.0) / 2.0).clamp(0.0, 1.0);
     (v * 255.0) as u8
@@ -202,7 +202,7 @@ pub fn matlab_indices(values: &[f32], m: usize) -> Vec<u8> {
 
 /// One pixel of [`matlab_indices`]; non-decreasing in `c`.
 #[inline]
-pub(crate) fn matlab_index(c: f32, lo: f64, range: f64, m: usize) -> u8 {
+pub fn matlab_index(c: f32, lo: f64, range: f64, m: usize) -> u8 {
     if range > 0.0 {
         let idx = ((c as f64 - lo) / range * m as f64).floor() as usize;
         idx.min(m - 1) as u8
