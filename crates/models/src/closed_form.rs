@@ -104,7 +104,11 @@ pub fn f32_bound(tolerance: f64, yardstick: f64) -> f64 {
 /// Relative L2 distance `‖got − want‖ / ‖want‖` of each of `n` equal-sized images.
 pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
     assert_eq!(got.len(), want.len(), "sizes differ");
-    assert!(n > 0 && got.len() % n == 0, "{} values in {n} images", got.len());
+    assert!(
+        n > 0 && got.len().is_multiple_of(n),
+        "{} values in {n} images",
+        got.len()
+    );
     let per = got.len() / n;
     (0..n)
         .map(|i| {
@@ -115,7 +119,10 @@ pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
                 .map(|(a, b)| (a - b).powi(2))
                 .sum();
             let den: f64 = want[r].iter().map(|b| b * b).sum();
-            assert!(den > 0.0, "image {i} of the reference is zero: a test cannot fail");
+            assert!(
+                den > 0.0,
+                "image {i} of the reference is zero: a test cannot fail"
+            );
             (num / den).sqrt()
         })
         .collect()
@@ -124,7 +131,11 @@ pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
 /// Largest absolute difference of each of `n` equal-sized images.
 pub fn max_abs_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
     assert_eq!(got.len(), want.len(), "sizes differ");
-    assert!(n > 0 && got.len() % n == 0, "{} values in {n} images", got.len());
+    assert!(
+        n > 0 && got.len().is_multiple_of(n),
+        "{} values in {n} images",
+        got.len()
+    );
     let per = got.len() / n;
     (0..n)
         .map(|i| {
