@@ -301,6 +301,9 @@ enum Source {
     Images,
 }
 
+/// One image's network input (CHW, preprocessed) and the picture its overlays are drawn on.
+type NetworkInput = (Vec<f32>, Option<RgbImage>);
+
 /// Runs `req` with `model` (in inference mode); `progress` is called with the number of
 /// images finished and the number of images after every batch.
 pub fn run_explain(
@@ -370,7 +373,7 @@ pub fn run_explain(
     for (bi, chunk) in items.chunks(req.batch).enumerate() {
         let t_batch = Instant::now();
         // Network inputs (finite rows only) and what the overlays are drawn on.
-        let inputs: Vec<Result<(Vec<f32>, Option<RgbImage>), String>> = match &source {
+        let inputs: Vec<Result<NetworkInput, String>> = match &source {
             Source::Npy { data, shape, .. } => {
                 let per = shape[1] * h * w;
                 chunk

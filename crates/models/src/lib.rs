@@ -359,11 +359,10 @@ impl Classifier {
                     weights::architecture_of_keys(&keys, |k| ignorable(k, true))
                 })
                 .flatten()
-                .filter(|&a| a != self.arch())
-                .map(|a| a.to_string());
+                .filter(|&a| a != self.arch());
             return Err(WeightsError::Mismatch {
                 source_name: sd.source().to_string(),
-                arch: self.arch().to_string(),
+                arch: self.arch(),
                 looks_like,
                 missing: check.missing,
                 unexpected,

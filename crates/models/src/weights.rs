@@ -41,10 +41,10 @@ pub enum WeightsError {
         /// File path or in-memory label.
         source_name: String,
         /// Architecture the weights were applied to.
-        arch: String,
+        arch: crate::Arch,
         /// Another architecture whose keys the state dict has (nearly) all of: the
         /// likely mistake.
-        looks_like: Option<String>,
+        looks_like: Option<crate::Arch>,
         /// Keys the model needs that the state dict lacks.
         missing: Vec<String>,
         /// Keys in the state dict the model does not have (`num_batches_tracked` and
@@ -86,8 +86,8 @@ const KEYS_SHOWN: usize = 5;
 
 fn mismatch_message(
     source: &str,
-    arch: &str,
-    looks_like: &Option<String>,
+    arch: &crate::Arch,
+    looks_like: &Option<crate::Arch>,
     missing: &[String],
     unexpected: &[String],
     wrong: &[ShapeMismatch],

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use leukex_data::dataset::label_from_stem;
 use leukex_data::{LabelTable, MorphologyMask};
-use leukex_evaluate::run::label_from_stem;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -218,9 +218,7 @@ impl Study {
                     e.0 = im.source.as_ref().map(|s| resolve_source(&mdir, s));
                 }
                 if e.1.is_none() {
-                    e.1 = im
-                        .true_label
-                        .or_else(|| label_from_stem(stem).map(|l| l as usize));
+                    e.1 = im.true_label.or_else(|| label_from_stem(stem));
                 }
                 for m in &ex.methods {
                     let p = mdir.join(stem).join(format!("{}.npy", m.id));
