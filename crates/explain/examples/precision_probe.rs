@@ -106,7 +106,8 @@ fn main() {
     {
         let method = leukex_explain::method::Method::parse(name, &p).unwrap();
         let run = |m: &Classifier, x: Tensor<4>| {
-            let maps = leukex_explain::run::explain_batch(m, x, &targets, &[method.clone()]);
+            let maps =
+                leukex_explain::run::explain_batch(m, x, &targets, std::slice::from_ref(&method));
             vals(maps.unwrap().remove(0).sum_dim(1))
         };
         let a = run(&m32, x.clone());
