@@ -26,19 +26,7 @@ fn vals<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 }
 
 fn rel_per_image(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let per = a.len() / n;
-    (0..n)
-        .map(|i| {
-            let r = i * per..(i + 1) * per;
-            let num: f64 = a[r.clone()]
-                .iter()
-                .zip(&b[r.clone()])
-                .map(|(x, y)| (x - y).powi(2))
-                .sum();
-            let den: f64 = b[r].iter().map(|y| y * y).sum();
-            (num / den).sqrt()
-        })
-        .collect()
+    leukex_models::closed_form::rel_l2_per_image(a, b, n)
 }
 
 fn main() {

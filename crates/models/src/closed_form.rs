@@ -101,51 +101,46 @@ pub fn f32_bound(tolerance: f64, yardstick: f64) -> f64 {
     tolerance.max(F32_K * yardstick)
 }
 
-/// Relative L2 distance `‖got − want‖ / ‖want‖` of each of `n` equal-sized images.
-pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
+/// `distance(got_i, want_i)` of each of `n` equal-sized images.
+fn per_image(
+    got: &[f64],
+    want: &[f64],
+    n: usize,
+    distance: impl Fn(&[f64], &[f64]) -> f64,
+) -> Vec<f64> {
     assert_eq!(got.len(), want.len(), "sizes differ");
     assert!(
         n > 0 && got.len().is_multiple_of(n),
         "{} values in {n} images",
         got.len()
     );
-    let per = got.len() / n;
-    (0..n)
-        .map(|i| {
-            let r = i * per..(i + 1) * per;
-            let num: f64 = got[r.clone()]
-                .iter()
-                .zip(&want[r.clone()])
-                .map(|(a, b)| (a - b).powi(2))
-                .sum();
-            let den: f64 = want[r].iter().map(|b| b * b).sum();
-            assert!(
-                den > 0.0,
-                "image {i} of the reference is zero: a test cannot fail"
-            );
-            (num / den).sqrt()
-        })
+    got.chunks(got.len() / n)
+        .zip(want.chunks(want.len() / n))
+        .map(|(g, w)| distance(g, w))
         .collect()
+}
+
+/// Relative L2 distance `‖got − want‖ / ‖want‖` of each of `n` equal-sized images.
+pub fn rel_l2_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
+    per_image(got, want, n, |g, w| {
+        let num: f64 = g.iter().zip(w).map(|(a, b)| (a - b).powi(2)).sum();
+        let den: f64 = w.iter().map(|b| b * b).sum();
+        assert!(
+            den > 0.0,
+            "an image of the reference is zero: a test cannot fail"
+        );
+        (num / den).sqrt()
+    })
 }
 
 /// Largest absolute difference of each of `n` equal-sized images.
 pub fn max_abs_per_image(got: &[f64], want: &[f64], n: usize) -> Vec<f64> {
-    assert_eq!(got.len(), want.len(), "sizes differ");
-    assert!(
-        n > 0 && got.len().is_multiple_of(n),
-        "{} values in {n} images",
-        got.len()
-    );
-    let per = got.len() / n;
-    (0..n)
-        .map(|i| {
-            got[i * per..(i + 1) * per]
-                .iter()
-                .zip(&want[i * per..(i + 1) * per])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max)
-        })
-        .collect()
+    per_image(got, want, n, |g, w| {
+        g.iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    })
 }
 
 /// Per image, `errors[i] <= f32_bound(tolerance, yardstick[i])`; the failures, each
