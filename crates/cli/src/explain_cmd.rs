@@ -212,6 +212,7 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
         keep_channels: a.keep_channels,
         png: !a.no_png,
         conservation: a.conservation,
+        write_report: true,
         paper: a.paper,
         out: a.out.clone(),
     };

@@ -4,13 +4,13 @@
 
 mod bench_cmd;
 mod data_cmd;
-mod demo_cmd;
 mod evaluate_cmd;
 mod explain_cmd;
 mod fetch_cmd;
 mod model_cmd;
 mod model_metrics;
 mod progress;
+mod run_cmd;
 mod segment_cmd;
 mod serve_cmd;
 mod train_cmd;
@@ -32,8 +32,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole study on the built-in data: synthetic ALL-IDB2, a network trained from scratch, heat maps of its test images, their evaluation against morphology.
-    Demo(demo_cmd::DemoArgs),
+    /// The paper's study on the built-in data (`leukex run` on the built-in study): synthetic ALL-IDB2, four networks trained from scratch, heat maps of their test images, evaluation against morphology, the report.
+    Demo(run_cmd::DemoArgs),
+    /// Run a whole study (STUDY.toml: data, split, models, methods, evaluation) as a grid of cached cells: a rerun does only what changed; --shard, --plan and --cell spread it over a cluster.
+    Run(run_cmd::RunArgs),
+    /// Join the outputs of `leukex run --shard K/N` and finish the study (evaluation, report).
+    Merge(run_cmd::MergeArgs),
     /// Generate the built-in synthetic ALL-IDB2: smear crops with exact morphology masks.
     Synth(SynthArgs),
     /// Inspect, split and augment a data set.
@@ -92,14 +96,11 @@ fn main() {
     }
 }
 
-/// Runs one command line (`leukex ...`); used by `leukex demo` to chain the stages.
-pub(crate) fn run_args(args: impl IntoIterator<Item = String>) -> Result<()> {
-    dispatch(Cli::try_parse_from(args)?.command)
-}
-
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Demo(args) => demo_cmd::run(args),
+        Command::Demo(args) => run_cmd::demo(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Merge(args) => run_cmd::merge(args),
         Command::Synth(args) => synth(args),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Evaluate(args) => evaluate_cmd::run(args),

@@ -145,6 +145,9 @@ pub struct ExplainRequest {
     pub png: bool,
     /// Write `conservation.csv` (one more pass per LRP method).
     pub conservation: bool,
+    /// Write `out/<model id>/explain.json`; off when the caller assembles it from several
+    /// runs (the study runner explains one image batch per call).
+    pub write_report: bool,
     /// The paper preset was applied (its assumptions go into `explain.json`).
     pub paper: bool,
     /// Maps go to `out/<model id>/`.
@@ -181,6 +184,8 @@ pub struct ExplainSummary {
     pub explained: usize,
     pub failed: Vec<ImageFailure>,
     pub seconds: f64,
+    /// What `explain.json` holds (written only with [`ExplainRequest::write_report`]).
+    pub report: serde_json::Value,
 }
 
 /// zᴮ's input bounds per channel: the network inputs of pixel values 0 and 255 under
@@ -556,7 +561,9 @@ pub fn run_explain(
         batch_timings,
         seconds: t_start.elapsed().as_secs_f64(),
     })?;
-    write_json_atomic(&model_dir.join("explain.json"), &report)?;
+    if req.write_report {
+        write_json_atomic(&model_dir.join("explain.json"), &report)?;
+    }
     if req.conservation {
         // Relevance arriving at each conv/dense layer's output (forward order), then at the
         // input, against the relevance put in at the logits.
@@ -573,6 +580,7 @@ pub fn run_explain(
         explained,
         failed,
         seconds: t_start.elapsed().as_secs_f64(),
+        report,
     })
 }
 

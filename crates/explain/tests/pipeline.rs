@@ -42,6 +42,7 @@ fn request(input: &Path, out: &Path, names: &[&str], options: ExplainOptions) ->
         keep_channels: false,
         png: false,
         conservation: false,
+        write_report: true,
         paper: false,
         out: out.to_path_buf(),
     }

@@ -71,6 +71,22 @@ pub enum StudyError {
     Zero(&'static str),
     #[error("model {model}: {reason}")]
     Model { model: String, reason: String },
+    /// A study file (or the study's options) is wrong: names the file and the key.
+    #[error("{path}: {reason}")]
+    Spec { path: PathBuf, reason: String },
+    #[error("cell {cell}: {source}")]
+    Cell {
+        cell: String,
+        source: Box<StudyError>,
+    },
+    #[error(transparent)]
+    Train(#[from] leukex_train::TrainError),
+    #[error(transparent)]
+    ExplainRun(#[from] leukex_explain::pipeline::ExplainRunError),
+    #[error(transparent)]
+    Synth(#[from] leukex_synth::SynthError),
+    #[error(transparent)]
+    Split(#[from] leukex_data::split::SplitError),
 }
 
 type Result<T> = std::result::Result<T, StudyError>;
