@@ -230,6 +230,28 @@ struct RunState {
 
 const STATE_FORMAT: &str = "leukex-train-state/1";
 
+/// The checkpoint files written after `epochs_done` epochs.
+fn tagged_checkpoint_files(ckpt: &Path, epochs_done: usize) -> (PathBuf, PathBuf) {
+    (
+        ckpt.join(format!("model.{epochs_done}.safetensors")),
+        ckpt.join(format!("optimizer.{epochs_done}.safetensors")),
+    )
+}
+
+/// The checkpoint files of `epochs_done` epochs; checkpoints of earlier leukex versions
+/// used untagged names.
+fn checkpoint_files(ckpt: &Path, epochs_done: usize) -> (PathBuf, PathBuf) {
+    let tagged = tagged_checkpoint_files(ckpt, epochs_done);
+    if tagged.0.exists() {
+        tagged
+    } else {
+        (
+            ckpt.join("model.safetensors"),
+            ckpt.join("optimizer.safetensors"),
+        )
+    }
+}
+
 /// The preprocessing of `arch` at `size`: ImageNet mean/std for the torchvision nets,
 /// `(x − 127)/128` for EfficientNet-Lite0; antialiased bilinear resize.
 pub fn preprocessing_for(arch: Arch, size: u32) -> Preprocessing {
@@ -432,10 +454,11 @@ pub fn train(
         },
     };
     let mut model = if st.epochs_done > 0 {
-        let sd = StateDict::read(ckpt.join("model.safetensors"))?;
-        let osd = StateDict::read(ckpt.join("optimizer.safetensors"))?;
+        let (model_file, optimizer_file) = checkpoint_files(&ckpt, st.epochs_done);
+        let sd = StateDict::read(&model_file)?;
+        let osd = StateDict::read(&optimizer_file)?;
         opt.load_state_dict(&osd, &dev)
-            .map_err(|e| run_err(&ckpt.join("optimizer.safetensors"), e))?;
+            .map_err(|e| run_err(&optimizer_file, e))?;
         Classifier::from_state_dict(&config, &sd, &ad)?
     } else {
         match init {
@@ -562,18 +585,17 @@ pub fn train(
         }
         epoch += 1;
         st.epochs_done = epoch;
-        save_model(
-            &ckpt.join("model.safetensors"),
-            &model,
-            st.steps,
-            &card_meta(epoch - 1),
-        )?;
-        write_bytes_atomic(
-            &ckpt.join("optimizer.safetensors"),
-            &opt.state_dict().to_safetensors(&[]),
-        )?;
+        // Named by epoch, so that a run killed before the state file below is written
+        // resumes from the files that state names, not from newer ones.
+        let (model_file, optimizer_file) = tagged_checkpoint_files(&ckpt, epoch);
+        save_model(&model_file, &model, st.steps, &card_meta(epoch - 1))?;
+        write_bytes_atomic(&optimizer_file, &opt.state_dict().to_safetensors(&[]))?;
         // The state file last: it is what says the epoch is done.
         write_json_atomic(&state_path, &st)?;
+        let (old_model, old_optimizer) = checkpoint_files(&ckpt, epoch - 1);
+        for f in [old_model, old_optimizer] {
+            let _ = std::fs::remove_file(f);
+        }
     }
 
     // Test the best model.
