@@ -83,8 +83,9 @@ function render() {
       if (mode && im.has_mask) { tile.dataset.mode = mode; sharesObserver.observe(tile); }
       tiles.appendChild(tile);
     }
-    grid.appendChild(el("div", { class: "row", "data-stem": im.stem }, [
-      el("h2", { text: `${im.stem} · true class ${im.true_class ?? "unknown"}` }), tiles]));
+    const h2 = el("h2", { text: `${im.stem} · true class ${im.true_class ?? "unknown"}` });
+    if (im.has_mask) { h2.appendChild(document.createTextNode(" · ")); h2.appendChild(el("a", { href: `/correct?stem=${q(im.stem)}`, text: "correct mask" })); }
+    grid.appendChild(el("div", { class: "row", "data-stem": im.stem }, [h2, tiles]));
   }
 }
 
