@@ -2,8 +2,6 @@
 // save as a new version beside the original. The mask travels as runs of class indices
 // ([class, count, ...]; 0 background ... 4 rbc, 255 unlabelled). No framework.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const q = encodeURIComponent;
 const UNLABELLED = 255;
 const UNLABELLED_COLOUR = [128, 128, 128, 150];
 
@@ -15,15 +13,6 @@ let selected = 1;     // nucleus
 let undoStack = [], redoStack = [];
 let stroke = null;    // {indices, before, seen, last}
 let ctx = null, pixels = null;
-
-function el(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") e.textContent = v; else if (k === "class") e.className = v; else e.setAttribute(k, v);
-  }
-  for (const c of children) e.appendChild(c);
-  return e;
-}
 
 function decodeRuns(runs, n) {
   const out = new Uint8Array(n);
@@ -138,27 +127,27 @@ function apply(step, which) {
   ctx.putImageData(pixels, 0, 0);
 }
 
-function undo() {
-  const step = undoStack.pop();
+// Moves the last step of `from` to `to`, putting its pixels back as they were `which`.
+function replay(from, to, which) {
+  const step = from.pop();
   if (!step) return;
-  apply(step, "before");
-  redoStack.push(step);
+  apply(step, which);
+  to.push(step);
   updateButtons();
   setStatus(unsaved() ? "unsaved changes" : "");
 }
 
-function redo() {
-  const step = redoStack.pop();
-  if (!step) return;
-  apply(step, "after");
-  undoStack.push(step);
-  updateButtons();
-  setStatus(unsaved() ? "unsaved changes" : "");
+function undo() { replay(undoStack, redoStack, "before"); }
+function redo() { replay(redoStack, undoStack, "after"); }
+
+function showFiles() {
+  $("files").textContent = `original: ${mask.original} (never written) · corrections: ${mask.corrected}` +
+    (mask.version > 0 ? ` · painting on version ${mask.version}` : " · painting on the original");
 }
 
 function setZoom() {
   const z = Number($("zoom").value);
-  for (const e of [$("base"), $("overlay")]) { e.style.width = `${mask.width * z}px`; e.style.height = `${mask.height * z}px`; }
+  for (const e of [$("canvas-box"), $("base"), $("overlay")]) { e.style.width = `${mask.width * z}px`; e.style.height = `${mask.height * z}px`; }
 }
 
 async function loadHistory() {
@@ -193,6 +182,7 @@ async function save() {
     mask.version = body.correction.version;
     savedValues = values.slice();
     document.body.dataset.version = String(mask.version);
+    showFiles();
     setStatus(`Saved version ${mask.version}: ${body.correction.pixels_changed} pixels changed, written to ${body.corrected} (and ${body.history_file})`);
     await loadHistory();
   } catch (e) {
@@ -256,8 +246,8 @@ async function main() {
   pixels = ctx.createImageData(mask.width, mask.height);
   redraw();
   const base = $("base");
-  if (mask.has_image) base.src = `/api/image.png?stem=${q(stem)}`;
-  else { base.src = `data:image/svg+xml,${q(`<svg xmlns="http://www.w3.org/2000/svg" width="${mask.width}" height="${mask.height}"/>`)}`; }
+  // Without an image (a `.npy` input) the mask is painted alone.
+  if (mask.has_image) base.src = `/api/image.png?stem=${q(stem)}`; else base.hidden = true;
   $("zoom").value = String(Math.max(1, Math.min(12, Math.round(512 / mask.width))));
   if (!$("zoom").value) $("zoom").value = "4";
   setZoom();
@@ -276,8 +266,7 @@ async function main() {
   document.addEventListener("keydown", onKey);
   window.addEventListener("beforeunload", (e) => { if (unsaved()) e.preventDefault(); });
   $("editor").value = localStorage.getItem("leukex-editor") ?? "";
-  $("files").textContent = `original: ${mask.original} (never written) · corrections: ${mask.corrected}` +
-    (mask.from_corrected ? ` · showing version ${mask.version}` : " · showing the original");
+  showFiles();
   updateButtons();
   await loadHistory();
   document.body.dataset.ready = "1";

@@ -208,7 +208,7 @@ pub fn encode_runs(values: &[u8]) -> Vec<u64> {
 
 /// Decodes `[value, count, …]` into `len` class indices (0..=4 or 255), or says why not.
 pub fn decode_runs(runs: &[u64], len: usize) -> Result<Vec<u8>, String> {
-    if runs.len() % 2 != 0 {
+    if !runs.len().is_multiple_of(2) {
         return Err("`runs` must be pairs [class, count, class, count, …]".into());
     }
     let mut out = Vec::with_capacity(len);

@@ -138,7 +138,12 @@ const BROWSE_HTML: &str = include_str!("../assets/browse.html");
 const RATE_HTML: &str = include_str!("../assets/rate.html");
 const SUMMARY_HTML: &str = include_str!("../assets/summary.html");
 const CORRECT_HTML: &str = include_str!("../assets/correct.html");
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/common.js"),
+    ),
     (
         "style.css",
         "text/css; charset=utf-8",

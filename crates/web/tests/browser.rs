@@ -386,7 +386,6 @@ async fn correct_a_mask_paint_a_stroke_undo_one_save_and_find_the_corrected_file
     drag(&c, &canvas, (-220.0, -100.0), (-220.0, 100.0)).await;
     click(&c, "#undo").await;
     type_into(&c, "#editor", "Dr Brush").await;
-    screenshot(&c, "viewer-correct.png").await;
     click(&c, "#save").await;
     until("the save", || async {
         attr(&c, "body", "data-version").await.as_deref() == Some("1")
@@ -401,6 +400,7 @@ async fn correct_a_mask_paint_a_stroke_undo_one_save_and_find_the_corrected_file
             .is_empty()
     })
     .await;
+    screenshot(&c, "viewer-correct.png").await;
 
     // The corrected file: the stroke's pixels are red blood cell, the undone stroke's
     // pixels are as before, the original untouched.

@@ -47,6 +47,15 @@ fn load(addr: SocketAddr, stem: &str) -> (Value, Vec<u8>) {
     (v, classes)
 }
 
+/// A served example study, its first image's stem and that image's mask classes.
+fn served_first_mask() -> (tempfile::TempDir, SocketAddr, String, Vec<u8>) {
+    let dir = study();
+    let addr = serve(dir.path(), RoundConfig::default());
+    let stem = first_stem(addr);
+    let (_, classes) = load(addr, &stem);
+    (dir, addr, stem, classes)
+}
+
 /// Paints the rectangle [x0, x1) × [y0, y1) with `class`.
 fn paint(classes: &mut [u8], (x0, x1): (u32, u32), (y0, y1): (u32, u32), class: MorphologyClass) {
     for y in y0..y1 {
@@ -175,10 +184,7 @@ fn a_save_writes_a_new_file_beside_the_original_and_keeps_every_version() {
 
 #[test]
 fn a_save_over_a_newer_version_is_refused() {
-    let dir = study();
-    let addr = serve(dir.path(), RoundConfig::default());
-    let stem = first_stem(addr);
-    let (_, mut classes) = load(addr, &stem);
+    let (_dir, addr, stem, mut classes) = served_first_mask();
     paint(&mut classes, (0, 2), (0, 2), MorphologyClass::Nucleus);
     assert_eq!(save(addr, &stem, &body("A", Some(0), &classes)).status, 201);
     // B loaded version 0 too and saves after A.
@@ -194,10 +200,7 @@ fn a_save_over_a_newer_version_is_refused() {
 
 #[test]
 fn bad_correction_requests_get_a_4xx_with_the_reason() {
-    let dir = study();
-    let addr = serve(dir.path(), RoundConfig::default());
-    let stem = first_stem(addr);
-    let (_, classes) = load(addr, &stem);
+    let (dir, addr, stem, classes) = served_first_mask();
     let n = (SIZE * SIZE) as u64;
     let cases: Vec<(String, u16, &str)> = vec![
         (
@@ -511,4 +514,32 @@ async fn a_body_over_the_limit_is_refused_with_413() {
         "{v}"
     );
     assert!(!masks_dir(dir.path()).join("corrected").exists());
+}
+
+#[test]
+fn parallel_saves_get_one_version_each() {
+    let (dir, addr, stem, classes) = served_first_mask();
+    let threads: Vec<_> = (0..4u32)
+        .map(|k| {
+            let (stem, mut classes) = (stem.clone(), classes.clone());
+            std::thread::spawn(move || {
+                paint(&mut classes, (k, k + 1), (0, 1), MorphologyClass::Rbc);
+                let r = save(addr, &stem, &body(&format!("editor {k}"), None, &classes));
+                assert_eq!(r.status, 201, "{}", r.text());
+                r.json()["correction"]["version"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let mut versions: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    versions.sort();
+    assert_eq!(versions, [1, 2, 3, 4]);
+    let h = get(addr, &format!("/api/masks/{stem}/history")).json();
+    assert_eq!(h["corrections"].as_array().unwrap().len(), 4);
+    for v in 1..=4 {
+        assert!(
+            masks_dir(dir.path())
+                .join(format!("corrected/history/{stem}.v{v}.png"))
+                .is_file()
+        );
+    }
 }
