@@ -177,7 +177,10 @@ pub fn history(files: &MaskFiles) -> Result<Vec<Correction>, CorrectionRefusal> 
 
 /// The latest corrected version (0: none), the mask to paint on.
 pub fn current(files: &MaskFiles, table: &LabelTable) -> Result<Current, CorrectionRefusal> {
-    let version = history(files)?.last().map_or(0, |c| c.version);
+    // The log's last version, or a kept file's if the log lost rows (a crash between
+    // the files and the log): a new version never overwrites a kept one.
+    let logged = history(files)?.last().map_or(0, |c| c.version);
+    let version = logged.max(latest_kept_version(files));
     let corrected = files.corrected();
     let from_corrected = corrected.is_file();
     let path = if from_corrected {
@@ -190,6 +193,24 @@ pub fn current(files: &MaskFiles, table: &LabelTable) -> Result<Current, Correct
         mask: MorphologyMask::read_png(path, table)?,
         from_corrected,
     })
+}
+
+/// The highest N of the kept `history/STEM.v<N>.png` files (0: none).
+fn latest_kept_version(files: &MaskFiles) -> u32 {
+    let prefix = format!("{}.v", files.stem);
+    std::fs::read_dir(files.dir.join(HISTORY_DIR))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix(&prefix)?
+                .strip_suffix(".png")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Run-length encodes class indices as `[value, count, value, count, …]`.

@@ -320,13 +320,18 @@ async fn drag(
     c.perform_actions(mouse).await.unwrap();
 }
 
-/// Presses one key (the painter's shortcuts listen on the document).
-async fn press(c: &Client, key: char) {
+/// Presses `keys` together, in order, then lets go (the painter's shortcuts listen on
+/// the document).
+async fn press(c: &Client, keys: &[char]) {
     use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-    let keys = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down { value: key })
-        .then(KeyAction::Up { value: key });
-    c.perform_actions(keys).await.unwrap();
+    let mut actions = KeyActions::new("keyboard".into());
+    for &value in keys {
+        actions = actions.then(KeyAction::Down { value });
+    }
+    for &value in keys.iter().rev() {
+        actions = actions.then(KeyAction::Up { value });
+    }
+    c.perform_actions(actions).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +378,7 @@ async fn correct_a_mask_paint_a_stroke_undo_one_save_and_find_the_corrected_file
     let canvas = c.find(Locator::Css("#overlay")).await.unwrap();
 
     // Key 5: red blood cell; a horizontal stroke through the centre, brush 6 px.
-    press(&c, '5').await;
+    press(&c, &['5']).await;
     assert!(
         attr(&c, "#class-4", "class")
             .await
@@ -381,10 +386,12 @@ async fn correct_a_mask_paint_a_stroke_undo_one_save_and_find_the_corrected_file
             .contains("active")
     );
     drag(&c, &canvas, (-100.0, 0.0), (100.0, 0.0)).await;
-    // Key 2: nucleus; a vertical stroke near the left edge, then undone.
-    press(&c, '2').await;
+    // Key 2: nucleus; a vertical stroke near the left edge.
+    press(&c, &['2']).await;
     drag(&c, &canvas, (-220.0, -100.0), (-220.0, 100.0)).await;
-    click(&c, "#undo").await;
+    assert_eq!(attr(&c, "#undo", "disabled").await, None);
+    // Ctrl+Z undoes it.
+    press(&c, &[fantoccini::key::Key::Control.into(), 'z']).await;
     type_into(&c, "#editor", "Dr Brush").await;
     click(&c, "#save").await;
     until("the save", || async {

@@ -140,7 +140,7 @@ fn a_save_writes_a_new_file_beside_the_original_and_keeps_every_version() {
     let changed2 = (0..classes.len())
         .filter(|&i| classes[i] != reloaded[i])
         .count();
-    let r = save(addr, &stem, &body("Dr Second", Some(1), &classes));
+    let r = save(addr, &stem, &body("Second, \"Dr\" B", Some(1), &classes));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["correction"]["pixels_changed"], changed2);
     assert_eq!(ids(&v1), written, "version 1 is kept as saved");
@@ -153,7 +153,7 @@ fn a_save_writes_a_new_file_beside_the_original_and_keeps_every_version() {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["version"], 1);
     assert_eq!(entries[1]["version"], 2);
-    assert_eq!(entries[1]["editor"], "Dr Second");
+    assert_eq!(entries[1]["editor"], "Second, \"Dr\" B");
     assert_eq!(entries[1]["file"], format!("history/{stem}.v2.png"));
     let time = entries[0]["time"].as_str().unwrap();
     assert!(
@@ -173,6 +173,14 @@ fn a_save_writes_a_new_file_beside_the_original_and_keeps_every_version() {
         LabelTable::read_json(&masks_dir(dir.path()).join("corrected/labels.json")).unwrap(),
         LabelTable::read_json(&dir.path().join("data/labels.json")).unwrap()
     );
+    // A log that lost its rows (a crash between the files and the log): the next save
+    // still gets a new number and version 2's file is kept.
+    std::fs::remove_file(masks_dir(dir.path()).join("corrected/history.csv")).unwrap();
+    let v2_ids = ids(&v2);
+    let r = save(addr, &stem, &body("after", Some(2), &classes));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["correction"]["version"], 3);
+    assert_eq!(ids(&v2), v2_ids);
     // Another image's history is empty.
     let other = get(addr, "/api/maps").json()["images"][1]["stem"]
         .as_str()
