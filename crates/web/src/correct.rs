@@ -374,6 +374,86 @@ fn check_labels_file(files: &MaskFiles, table: &LabelTable) -> Result<(), Correc
     Ok(())
 }
 
+/// What [`assemble`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Assembled {
+    /// Masks copied as they were.
+    pub originals: usize,
+    /// Masks taken from `corrected/` instead.
+    pub corrected: usize,
+}
+
+/// Writes a complete masks folder for `leukex evaluate --masks OUT` (which needs every
+/// image's mask): every `STEM.png` of `masks_dir`, the latest correction where there is
+/// one, and the label table (the corrected folder's, else the one beside the masks). The
+/// files keep their ids, so one table reads them all.
+pub fn assemble(masks_dir: &Path, out: &Path) -> Result<Assembled, WebError> {
+    let corrected_dir = masks_dir.join(CORRECTED_DIR);
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| WebError::io(p, e));
+    if resolved(out).starts_with(canonical(masks_dir)?) {
+        return Err(WebError::invalid(
+            out,
+            "the assembled folder must not be the masks folder or inside it",
+        ));
+    }
+    let pngs = |dir: &Path| -> Result<Vec<PathBuf>, WebError> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| WebError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "png"))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut done = Assembled {
+        originals: 0,
+        corrected: 0,
+    };
+    for original in pngs(masks_dir)? {
+        let name = original.file_name().unwrap_or_default();
+        let correction = corrected_dir.join(name);
+        let source = if correction.is_file() {
+            done.corrected += 1;
+            correction
+        } else {
+            done.originals += 1;
+            original.clone()
+        };
+        let bytes = std::fs::read(&source).map_err(|e| WebError::io(&source, e))?;
+        write_bytes_atomic(&out.join(name), &bytes)?;
+    }
+    let labels = [corrected_dir.as_path(), masks_dir]
+        .map(|d| d.join(leukex_data::dataset::LABELS_FILE))
+        .into_iter()
+        .find(|p| p.is_file());
+    if let Some(labels) = labels {
+        LabelTable::read_json(&labels)?.write_json(&out.join(leukex_data::dataset::LABELS_FILE))?;
+    }
+    Ok(done)
+}
+
+/// `path` with every link of its existing part followed (the rest need not exist yet).
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// Writes ids as a grey PNG: 8-bit when every id fits, else 16-bit (as label PNGs are
 /// read back by `leukex-data`, one integer id per pixel).
 pub fn write_id_png(path: &Path, width: u32, height: u32, ids: &[u16]) -> Result<(), WebError> {

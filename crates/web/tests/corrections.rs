@@ -455,17 +455,34 @@ fn data_check_and_evaluate_read_the_corrected_masks() {
     )
     .unwrap();
 
-    // The README's evaluation folder: the originals, the corrected files over them.
+    // The evaluation folder: the originals, the corrected files over them.
     let assembled = dir.path().join("masks-final");
-    std::fs::create_dir(&assembled).unwrap();
-    for from in [&masks, &corrected] {
-        for e in std::fs::read_dir(from).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "png") {
-                std::fs::copy(&p, assembled.join(p.file_name().unwrap())).unwrap();
-            }
-        }
+    let done = leukex_web::correct::assemble(&masks, &assembled).unwrap();
+    assert_eq!((done.originals, done.corrected), (stems.len() - 2, 2));
+    assert_eq!(
+        std::fs::read(assembled.join(format!("{}.png", stems[1]))).unwrap(),
+        std::fs::read(corrected.join(format!("{}.png", stems[1]))).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(assembled.join(format!("{}.png", stems[2]))).unwrap(),
+        std::fs::read(masks.join(format!("{}.png", stems[2]))).unwrap()
+    );
+    let report = check(
+        &data,
+        &OpenOptions {
+            layout: Some(Layout::AllIdb2),
+            masks: Some(assembled.clone()),
+            require_masks: true,
+            ..Default::default()
+        },
+    );
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.masks, stems.len());
+    // Never into the masks folder itself (it would overwrite the originals).
+    for inside in [masks.clone(), corrected.join("x")] {
+        assert!(leukex_web::correct::assemble(&masks, &inside).is_err());
     }
+    assert!(!corrected.join("x").exists());
     let mut opts = leukex_evaluate::EvaluateOptions::new(
         dir.path().join("maps"),
         &assembled,
