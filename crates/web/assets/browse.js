@@ -1,19 +1,8 @@
 // Browsing a study: images with masks, every model x method heat map side by side,
 // filters, overlay opacity, evaluation modes with per-class numbers. No framework.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const q = encodeURIComponent;
 let data = null;
 let page = 0;
-
-function el(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") e.textContent = v; else if (k === "class") e.className = v; else e.setAttribute(k, v);
-  }
-  for (const c of children) e.appendChild(c);
-  return e;
-}
 
 function fill(select, values) {
   for (const v of values) select.appendChild(el("option", { value: v, text: v }));
@@ -83,8 +72,9 @@ function render() {
       if (mode && im.has_mask) { tile.dataset.mode = mode; sharesObserver.observe(tile); }
       tiles.appendChild(tile);
     }
-    grid.appendChild(el("div", { class: "row", "data-stem": im.stem }, [
-      el("h2", { text: `${im.stem} · true class ${im.true_class ?? "unknown"}` }), tiles]));
+    const h2 = el("h2", { text: `${im.stem} · true class ${im.true_class ?? "unknown"}` });
+    if (im.has_mask) { h2.appendChild(document.createTextNode(" · ")); h2.appendChild(el("a", { href: `/correct?stem=${q(im.stem)}`, text: "correct mask" })); }
+    grid.appendChild(el("div", { class: "row", "data-stem": im.stem }, [h2, tiles]));
   }
 }
 

@@ -1,6 +1,5 @@
 // Blinded rating: one map at a time, only opaque ids, every map in the same colours.
 "use strict";
-const $ = (id) => document.getElementById(id);
 const KEY = "leukex-rater";
 let rater = localStorage.getItem(KEY);
 let current = null;

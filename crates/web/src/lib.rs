@@ -6,6 +6,7 @@
 //! Every page, script and style is compiled into the binary; nothing is fetched from
 //! elsewhere. The server binds loopback unless told otherwise.
 
+pub mod correct;
 pub mod error;
 pub mod example;
 pub mod paths;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use leukex_evaluate::{ClassShares, Mode, mode::select};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::correct::{self, CorrectionRefusal, MAX_SAVE_BODY, MaskFiles, Painted};
 use crate::error::WebError;
 use crate::paths::{PathRefusal, content_type, resolve};
 use crate::render::{MapStyle, image_png, map_png, mask_png, read_map, selection_png};
@@ -37,6 +38,8 @@ pub struct ServeOptions {
 pub struct App {
     pub study: Study,
     store: Mutex<Store>,
+    /// Held while a mask correction is saved: versions are numbered one after another.
+    corrections: Mutex<()>,
     scale: Scale,
     round: RoundConfig,
 }
@@ -58,6 +61,7 @@ impl App {
         Ok(App {
             study,
             store: Mutex::new(store),
+            corrections: Mutex::new(()),
             scale: opts.scale.clone(),
             round: opts.round.clone(),
         })
@@ -133,7 +137,13 @@ async fn blocking<T: Send + 'static>(
 const BROWSE_HTML: &str = include_str!("../assets/browse.html");
 const RATE_HTML: &str = include_str!("../assets/rate.html");
 const SUMMARY_HTML: &str = include_str!("../assets/summary.html");
-const ASSETS: [(&str, &str, &str); 4] = [
+const CORRECT_HTML: &str = include_str!("../assets/correct.html");
+const ASSETS: [(&str, &str, &str); 6] = [
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/common.js"),
+    ),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -154,6 +164,11 @@ const ASSETS: [(&str, &str, &str); 4] = [
         "text/javascript; charset=utf-8",
         include_str!("../assets/summary.js"),
     ),
+    (
+        "correct.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/correct.js"),
+    ),
 ];
 
 /// The router of the viewer over an opened study.
@@ -162,6 +177,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(|| async { Html(BROWSE_HTML) }))
         .route("/rate", get(|| async { Html(RATE_HTML) }))
         .route("/summary", get(|| async { Html(SUMMARY_HTML) }))
+        .route("/correct", get(|| async { Html(CORRECT_HTML) }))
         .route("/assets/{name}", get(asset))
         .route("/api/maps", get(maps))
         .route("/api/map.png", get(map_image))
@@ -178,6 +194,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/ratings", post(add_rating))
         .route("/api/ratings.csv", get(export_csv))
         .route("/api/summary", get(summary))
+        .route(
+            "/api/masks/{stem}",
+            get(mask_to_paint)
+                .post(save_correction)
+                .layer(DefaultBodyLimit::max(MAX_SAVE_BODY)),
+        )
+        .route("/api/masks/{stem}/history", get(correction_history))
         .route("/files/{*path}", get(file))
         .fallback(|| async { ApiError::not_found("no such page or API endpoint") })
         .with_state(app)
@@ -547,4 +570,137 @@ async fn file(State(app): State<Arc<App>>, UrlPath(path): UrlPath<String>) -> Ap
         .await
         .map_err(|e| ApiError::from(WebError::io(&real, e)))?;
     Ok(([(header::CONTENT_TYPE, content_type(&real))], bytes).into_response())
+}
+
+/// The original mask of image `stem` and its correction files. Only stems of the study
+/// are accepted, so no path is ever built from the request.
+fn mask_files(app: &App, stem: &str) -> ApiResult<(MaskFiles, leukex_data::LabelTable)> {
+    let image = app
+        .study
+        .image(stem)
+        .ok_or_else(|| ApiError::not_found(format!("no image `{stem}`")))?;
+    let original = image
+        .mask
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("image `{stem}` has no mask to correct")))?;
+    Ok((MaskFiles::of(original), app.study.mask_table(original)))
+}
+
+impl From<CorrectionRefusal> for ApiError {
+    fn from(e: CorrectionRefusal) -> Self {
+        let status = match &e {
+            CorrectionRefusal::BadBody(_) => StatusCode::BAD_REQUEST,
+            CorrectionRefusal::Stale { .. } | CorrectionRefusal::OtherTable { .. } => {
+                StatusCode::CONFLICT
+            }
+            CorrectionRefusal::NoId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CorrectionRefusal::Link { .. } => StatusCode::FORBIDDEN,
+            CorrectionRefusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// A path as the pages show it: relative to the study folder when inside it.
+fn shown_path(app: &App, p: &std::path::Path) -> String {
+    p.strip_prefix(&app.study.root)
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// The mask to paint on (the latest correction, else the original) as class runs, with
+/// the classes its label table can store.
+async fn mask_to_paint(
+    State(app): State<Arc<App>>,
+    UrlPath(stem): UrlPath<String>,
+) -> ApiResult<Response> {
+    let (files, table) = mask_files(&app, &stem)?;
+    let has_image = app.study.image(&stem).is_some_and(|i| i.has_image);
+    blocking(move || {
+        let cur = correct::current(&files, &table)?;
+        let storable = |t: leukex_data::LabelTarget| table.ids().any(|(_, x)| x == t);
+        let (width, height) = cur.mask.dimensions();
+        Ok(axum::Json(json!({
+            "stem": files.stem,
+            "width": width,
+            "height": height,
+            "version": cur.version,
+            "has_image": has_image,
+            "original": shown_path(&app, &files.original),
+            "corrected": shown_path(&app, &files.corrected()),
+            "from_corrected": cur.from_corrected,
+            "classes": MorphologyClass::ALL.iter().map(|c| json!({
+                "index": c.index(),
+                "name": c.name(),
+                "colour": crate::render::class_colour(*c),
+                "paintable": storable(leukex_data::LabelTarget::Class(*c)),
+            })).collect::<Vec<_>>(),
+            "runs": correct::encode_runs(cur.mask.raw()),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionBody {
+    editor: String,
+    base_version: Option<u32>,
+    width: u32,
+    height: u32,
+    runs: Vec<u64>,
+}
+
+async fn save_correction(
+    State(app): State<Arc<App>>,
+    UrlPath(stem): UrlPath<String>,
+    body: Result<axum::Json<CorrectionBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    // Keep the rejection's own status: 413 for a body over the limit, 415, 422, 400.
+    let body = body.map(|b| b.0).map_err(|e| {
+        ApiError(
+            e.status(),
+            format!("bad correction body: {}", e.body_text()),
+        )
+    })?;
+    let editor = check_text("editor", &body.editor, 80)?;
+    let (files, table) = mask_files(&app, &stem)?;
+    let app2 = app.clone();
+    let saved = blocking(move || {
+        let _one_at_a_time = app2.corrections.lock().unwrap_or_else(|e| e.into_inner());
+        let painted = Painted {
+            editor: &editor,
+            base_version: body.base_version,
+            width: body.width,
+            height: body.height,
+            runs: &body.runs,
+        };
+        Ok(correct::save(&files, &table, &painted).map(|c| (c, files))?)
+    })
+    .await?;
+    let (entry, files) = saved;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "correction": entry,
+            "corrected": shown_path(&app, &files.corrected()),
+            "history_file": shown_path(&app, &files.version(entry.version)),
+            "log": shown_path(&app, &files.log()),
+        })),
+    )
+        .into_response())
+}
+
+async fn correction_history(
+    State(app): State<Arc<App>>,
+    UrlPath(stem): UrlPath<String>,
+) -> ApiResult<Response> {
+    let (files, _) = mask_files(&app, &stem)?;
+    blocking(move || {
+        let entries = correct::history(&files)?;
+        Ok(axum::Json(json!({ "stem": files.stem, "corrections": entries })).into_response())
+    })
+    .await
 }

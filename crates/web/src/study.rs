@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use leukex_data::dataset::label_from_stem;
+use leukex_data::dataset::{LABELS_FILE, label_from_stem};
 use leukex_data::{LabelTable, MorphologyMask};
 use serde::Serialize;
 use serde_json::Value;
@@ -266,8 +266,15 @@ impl Study {
             if let Some(mdir) = mask.as_ref().and_then(|m| m.parent()) {
                 roots.insert(mdir.to_path_buf());
                 if !label_tables.contains_key(mdir) {
-                    let labels = mdir.parent().map(|p| p.join("labels.json"));
-                    let table = match labels.filter(|p| p.is_file()) {
+                    // Where `leukex data check` looks: beside the masks, then in their parent.
+                    let labels = [
+                        Some(mdir.join(LABELS_FILE)),
+                        mdir.parent().map(|p| p.join(LABELS_FILE)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p.is_file());
+                    let table = match labels {
                         Some(p) => LabelTable::read_json(&p)?,
                         None => LabelTable::leukex_written(),
                     };
@@ -338,12 +345,19 @@ impl Study {
         let Some(path) = &image.mask else {
             return Ok(None);
         };
-        let table = path
-            .parent()
+        Ok(Some(MorphologyMask::read_png(
+            path,
+            &self.mask_table(path),
+        )?))
+    }
+
+    /// The label table of the mask file `path` (one of the study's masks): `labels.json`
+    /// beside it or in its folder's parent, else leukex's own ids.
+    pub fn mask_table(&self, path: &Path) -> LabelTable {
+        path.parent()
             .and_then(|d| self.label_tables.get(d))
             .cloned()
-            .unwrap_or_else(LabelTable::leukex_written);
-        Ok(Some(MorphologyMask::read_png(path, &table)?))
+            .unwrap_or_else(LabelTable::leukex_written)
     }
 }
 
