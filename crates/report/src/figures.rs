@@ -184,6 +184,7 @@ impl Draw for HBars {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(0)
+            .x_label_formatter(&|x| axis_number(*x, self.x_max))
             .x_desc(self.x_label.clone())
             .label_style(font(12))
             .axis_desc_style(font(13))
@@ -229,7 +230,11 @@ impl Draw for HBars {
                 .draw(&Rectangle::new([(x, 8), (x + 14, 22)], colour.filled()))
                 .msg()?;
             legend
-                .draw(&Text::new(name.clone(), (x + 18, 8), font(12).color(&BLACK)))
+                .draw(&Text::new(
+                    name.clone(),
+                    (x + 18, 8),
+                    font(12).color(&BLACK),
+                ))
                 .msg()?;
             x += 30 + 7 * name.chars().count() as i32;
             if x > w as i32 - 60 {
@@ -237,6 +242,17 @@ impl Draw for HBars {
             }
         }
         Ok(())
+    }
+}
+
+/// A tick label with as many decimals as the axis range needs.
+fn axis_number(v: f64, max: f64) -> String {
+    if max >= 20.0 {
+        format!("{v:.0}")
+    } else if max >= 2.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
@@ -259,6 +275,8 @@ pub struct Lines {
     pub y_range: (f64, f64),
     pub lines: Vec<Line>,
     pub size: (u32, u32),
+    /// Ticks only at whole numbers (epochs).
+    pub integer_x: bool,
 }
 
 impl Draw for Lines {
@@ -277,8 +295,25 @@ impl Draw for Lines {
                 self.y_range.0..self.y_range.1,
             )
             .msg()?;
+        let span = self.x_range.1 - self.x_range.0;
+        let x_ticks = if self.integer_x {
+            (span.floor() as usize).clamp(1, 12)
+        } else {
+            10
+        };
+        let integer_x = self.integer_x;
+        let y_max = self.y_range.1;
         chart
             .configure_mesh()
+            .x_labels(x_ticks)
+            .x_label_formatter(&|x| {
+                if integer_x {
+                    format!("{:.0}", x)
+                } else {
+                    format!("{x:.1}")
+                }
+            })
+            .y_label_formatter(&|y| axis_number(*y, y_max))
             .x_desc(self.x_label.clone())
             .y_desc(self.y_label.clone())
             .label_style(font(12))
@@ -305,9 +340,9 @@ impl Draw for Lines {
                     .msg()?
             };
             let c = line.colour;
-            series
-                .label(line.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+            series.label(line.name.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+            });
         }
         chart
             .configure_series_labels()
@@ -423,8 +458,12 @@ impl Draw for ImageGrid {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let width = (self.tile as usize / 7).max(8);
-        root.draw(&Text::new(self.title.clone(), (10, 8), bold(15).color(&BLACK)))
-            .msg()?;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (10, 8),
+            bold(15).color(&BLACK),
+        ))
+        .msg()?;
         for (c, label) in self.col_labels.iter().enumerate() {
             let (x, _) = self.origin(0, c);
             for (k, line) in wrap(label, width).iter().take(2).enumerate() {
@@ -469,9 +508,13 @@ impl Draw for ImageGrid {
         if self.legend {
             let top = self.legend_top();
             for (k, (name, colours, ticks)) in Self::scales().iter().enumerate() {
-                let x0 = 10 + k as i32 * (Self::SCALE_W + 80);
-                root.draw(&Text::new(name.to_string(), (x0, top), font(12).color(&BLACK)))
-                    .msg()?;
+                let x0 = 24 + k as i32 * (Self::SCALE_W + 80);
+                root.draw(&Text::new(
+                    name.to_string(),
+                    (x0, top),
+                    font(12).color(&BLACK),
+                ))
+                .msg()?;
                 for (i, c) in colours.iter().enumerate() {
                     let x = x0 + i as i32 * Self::SCALE_W / colours.len() as i32;
                     root.draw(&Rectangle::new(
@@ -482,8 +525,12 @@ impl Draw for ImageGrid {
                 }
                 for (j, t) in ticks.iter().enumerate() {
                     let x = x0 + j as i32 * Self::SCALE_W / 2 - 10;
-                    root.draw(&Text::new(t.to_string(), (x, top + 40), font(11).color(&BLACK)))
-                        .msg()?;
+                    root.draw(&Text::new(
+                        t.to_string(),
+                        (x, top + 40),
+                        font(11).color(&BLACK),
+                    ))
+                    .msg()?;
                 }
             }
         }
@@ -512,13 +559,27 @@ impl Draw for ImageGrid {
         for (c, label) in self.col_labels.iter().enumerate() {
             let (x, _) = self.origin(0, c);
             for (k, line) in wrap(label, width).iter().take(2).enumerate() {
-                text(&mut s, x, GRID_TOP as i32 - 34 + 14 * k as i32, 12, "normal", line);
+                text(
+                    &mut s,
+                    x,
+                    GRID_TOP as i32 - 34 + 14 * k as i32,
+                    12,
+                    "normal",
+                    line,
+                );
             }
         }
         for (r, label) in self.row_labels.iter().enumerate() {
             let (_, y) = self.origin(r, 0);
             for (k, line) in wrap(label, 16).iter().take(3).enumerate() {
-                text(&mut s, 8, y + self.tile as i32 / 2 - 8 + 14 * k as i32, 12, "normal", line);
+                text(
+                    &mut s,
+                    8,
+                    y + self.tile as i32 / 2 - 8 + 14 * k as i32,
+                    12,
+                    "normal",
+                    line,
+                );
             }
             for c in 0..self.col_labels.len() {
                 let (x, y) = self.origin(r, c);
@@ -547,12 +608,9 @@ impl Draw for ImageGrid {
         if self.legend {
             let top = self.legend_top();
             for (k, (name, colours, ticks)) in Self::scales().iter().enumerate() {
-                let x0 = 10 + k as i32 * (Self::SCALE_W + 80);
+                let x0 = 24 + k as i32 * (Self::SCALE_W + 80);
                 text(&mut s, x0, top, 12, "normal", name);
-                let _ = write!(
-                    s,
-                    r#"<defs><linearGradient id="scale{k}">"#
-                );
+                let _ = write!(s, r#"<defs><linearGradient id="scale{k}">"#);
                 for (i, c) in colours.iter().enumerate().step_by(8) {
                     let _ = write!(
                         s,

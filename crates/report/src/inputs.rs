@@ -196,9 +196,9 @@ pub fn read_predictions(path: &Path, card: &ModelCard) -> Result<Vec<Prediction>
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| csv_error(path, e))?;
-        let p: f64 = rec[cq].parse().map_err(|e| {
-            ReportError::invalid(path, format!("row {}: p_{positive}: {e}", i + 2))
-        })?;
+        let p: f64 = rec[cq]
+            .parse()
+            .map_err(|e| ReportError::invalid(path, format!("row {}: p_{positive}: {e}", i + 2)))?;
         out.push(Prediction {
             stem: rec[cn].to_string(),
             label: rec[cl].to_string(),

@@ -93,7 +93,10 @@ pub fn write_report_with(study_dir: &Path, opts: &ReportOptions) -> Result<Repor
 
     let mut toc = String::from("<nav><b>Contents</b><ul>");
     for (id, title) in &page.toc {
-        toc.push_str(&format!("<li><a href=\"#{id}\">{}</a></li>", html::escape(title)));
+        toc.push_str(&format!(
+            "<li><a href=\"#{id}\">{}</a></li>",
+            html::escape(title)
+        ));
     }
     toc.push_str("</ul></nav>\n");
     let doc = format!(
@@ -131,6 +134,7 @@ th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
 th{background:#eef;text-align:left}
 table.num td{text-align:right}table.num td:first-child,table.num td:nth-child(2){text-align:left}
 table.small{font-size:12.5px}
+table.nowrap td{white-space:nowrap}
 .flex{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:8px 0}figure img{max-width:100%;border:1px solid #ddd;background:white}

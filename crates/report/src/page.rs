@@ -1,14 +1,14 @@
 //! The sections of `index.html`, in the issue's order of priority.
 
+use crate::ReportOptions;
 use crate::error::Result;
 use crate::figures::{
-    self, BarRow, CATEGORY_COLOURS, Draw, FigureFiles, HBars, ImageGrid, Line, Lines, PALETTE,
-    Row, WITHIN_CELL_COLOURS,
+    self, BarRow, CATEGORY_COLOURS, Draw, FigureFiles, HBars, ImageGrid, Line, Lines, PALETTE, Row,
+    WITHIN_CELL_COLOURS,
 };
 use crate::html::{escape, figure, num, pct, table};
 use crate::inputs::{EvalSummary, SummaryRow};
 use crate::study::{LoadedModel, LoadedVariant, Study};
-use crate::ReportOptions;
 use image::RgbImage;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,9 +27,24 @@ pub struct Page<'a> {
 
 /// The paper's published shares (%) on cell / red cells / background.
 pub const PUBLISHED_SHARES: [(&str, &str, &str, [f64; 3]); 3] = [
-    ("GoogLeNet + Grad-CAM", "googlenet", "grad-cam", [43.61, 26.75, 29.63]),
-    ("ResNet18 + Grad-CAM", "resnet18", "grad-cam", [31.78, 29.66, 38.56]),
-    ("VGG19 + Deep Taylor", "vgg19", "deep-taylor", [20.81, 35.92, 43.28]),
+    (
+        "GoogLeNet + Grad-CAM",
+        "googlenet",
+        "grad-cam",
+        [43.61, 26.75, 29.63],
+    ),
+    (
+        "ResNet18 + Grad-CAM",
+        "resnet18",
+        "grad-cam",
+        [31.78, 29.66, 38.56],
+    ),
+    (
+        "VGG19 + Deep Taylor",
+        "vgg19",
+        "deep-taylor",
+        [20.81, 35.92, 43.28],
+    ),
 ];
 /// VGG19 + Deep Taylor: share of the cell's relevant pixels on the nucleus (%).
 pub const PUBLISHED_NUCLEUS: f64 = 73.97;
@@ -43,7 +58,13 @@ const CATEGORIES: [&str; 3] = ["cell", "red cells", "background"];
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -84,6 +105,12 @@ fn spread(v: &[f64], scale: f64, digits: usize) -> String {
 
 impl<'a> Page<'a> {
     fn section(&mut self, title: &str, id: &str) {
+        let title = if id == "appendix" {
+            title.to_string()
+        } else {
+            format!("{}. {title}", self.toc.len() + 1)
+        };
+        let title = title.as_str();
         self.toc.push((id.to_string(), title.to_string()));
         let _ = write!(self.html, "<h2 id=\"{id}\">{}</h2>\n", escape(title));
     }
@@ -161,7 +188,7 @@ impl<'a> Page<'a> {
     // ---------------------------------------------------------- classification
 
     pub fn classification(&mut self) -> Result<()> {
-        self.section("1. Classification", "classification");
+        self.section("Classification", "classification");
         let mut rows = Vec::new();
         for m in &self.study.models {
             let e = &m.entry;
@@ -172,7 +199,11 @@ impl<'a> Page<'a> {
                 escape(&e.arch),
                 e.seed.to_string(),
                 escape(&e.variant),
-                format!("{} (best {})", m.metrics.epochs_run, m.metrics.best_epoch + 1),
+                format!(
+                    "{} (best {})",
+                    m.metrics.epochs_run,
+                    m.metrics.best_epoch + 1
+                ),
                 e.image_size.to_string(),
                 escape(&e.weights),
                 t.n.to_string(),
@@ -190,8 +221,19 @@ impl<'a> Page<'a> {
             table(
                 "num",
                 &[
-                    "model", "arch", "seed", "variant", "epochs", "input px", "weights", "test n",
-                    "accuracy", "sensitivity", "specificity", "F1", "ROC-AUC",
+                    "model",
+                    "arch",
+                    "seed",
+                    "variant",
+                    "epochs",
+                    "input px",
+                    "weights",
+                    "test n",
+                    "accuracy",
+                    "sensitivity",
+                    "specificity",
+                    "F1",
+                    "ROC-AUC",
                 ],
                 &rows
             )
@@ -219,18 +261,30 @@ impl<'a> Page<'a> {
                 "<h3>Spread across training seeds</h3><p>mean ± sd (min–max) over the seeds of one recipe.</p>{}",
                 table(
                     "num",
-                    &["group", "variant", "accuracy", "sensitivity", "specificity", "F1", "ROC-AUC"],
+                    &[
+                        "group",
+                        "variant",
+                        "accuracy",
+                        "sensitivity",
+                        "specificity",
+                        "F1",
+                        "ROC-AUC"
+                    ],
                     &rows
                 )
             );
         }
         // Confusion matrices.
-        self.html.push_str("<h3>Confusion matrices</h3><div class=\"flex\">");
+        self.html
+            .push_str("<h3>Confusion matrices</h3><div class=\"flex\">");
         for m in &self.study.models {
             let c = &m.card.classes;
             let mut rows = Vec::new();
             for (i, r) in m.metrics.test.confusion.iter().enumerate() {
-                let mut row = vec![format!("<b>true {}</b>", escape(c.get(i).map_or("?", |s| s)))];
+                let mut row = vec![format!(
+                    "<b>true {}</b>",
+                    escape(c.get(i).map_or("?", |s| s))
+                )];
                 row.extend(r.iter().map(|v| v.to_string()));
                 rows.push(row);
             }
@@ -243,7 +297,8 @@ impl<'a> Page<'a> {
         self.html.push_str("</div>\n");
 
         // Training curves, one figure per model: loss and accuracy.
-        self.html.push_str("<h3>Training curves</h3><div class=\"flex\">");
+        self.html
+            .push_str("<h3>Training curves</h3><div class=\"flex\">");
         for m in &self.study.models {
             let h = &m.metrics.history;
             if h.is_empty() {
@@ -282,6 +337,7 @@ impl<'a> Page<'a> {
                         line("validation", PALETTE[1], pts(&|r| r.val_loss), false),
                     ],
                     size: (420, 300),
+                    integer_x: true,
                 },
                 Lines {
                     title: format!("{}: accuracy", m.entry.id),
@@ -290,10 +346,21 @@ impl<'a> Page<'a> {
                     x_range,
                     y_range: (0.0, 105.0),
                     lines: vec![
-                        line("train", PALETTE[0], pts(&|r| Some(r.train_accuracy * 100.0)), false),
-                        line("validation", PALETTE[1], pts(&|r| r.val_accuracy.map(|v| v * 100.0)), false),
+                        line(
+                            "train",
+                            PALETTE[0],
+                            pts(&|r| Some(r.train_accuracy * 100.0)),
+                            false,
+                        ),
+                        line(
+                            "validation",
+                            PALETTE[1],
+                            pts(&|r| r.val_accuracy.map(|v| v * 100.0)),
+                            false,
+                        ),
                     ],
                     size: (420, 300),
+                    integer_x: true,
                 },
             ]);
             let f = self.save(&fig, &format!("training_{}", slug(&m.entry.id)))?;
@@ -340,6 +407,7 @@ impl<'a> Page<'a> {
                 y_range: (0.0, 1.02),
                 lines,
                 size: (560, 460),
+                integer_x: false,
             };
             let f = self.save(&fig, &format!("roc_{}", slug(&v.variant.id)))?;
             self.html.push_str(&figure(
@@ -355,7 +423,7 @@ impl<'a> Page<'a> {
     /// Fig. 7 and 8: maps and overlays of every model × method for one blast and one
     /// healthy test image per variant.
     pub fn heat_maps(&mut self) -> Result<()> {
-        self.section("2. Heat maps (paper Fig. 7 and 8)", "heatmaps");
+        self.section("Heat maps (paper Fig. 7 and 8)", "heatmaps");
         self.html.push_str(
             "<p>The first test image of each class (in name order) that every model of the variant \
              has maps for; chosen before looking at any map. Signed maps are drawn in seismic \
@@ -388,7 +456,11 @@ impl<'a> Page<'a> {
                     let grid = ImageGrid {
                         title: format!(
                             "Fig. {fig_no}: {} of {stem} (true class {class}), {}",
-                            if overlay { "overlays on the image" } else { "heat maps" },
+                            if overlay {
+                                "overlays on the image"
+                            } else {
+                                "heat maps"
+                            },
                             Self::variant_title(v)
                         ),
                         col_labels: std::iter::once("image".to_string())
@@ -424,11 +496,14 @@ impl<'a> Page<'a> {
     /// Fig. 9 (stacked bars), the paper-versus-corrected table with chance levels,
     /// Fig. 10 and Fig. 11.
     pub fn shares(&mut self) -> Result<()> {
-        self.section("3. Where the relevant pixels fall (paper Fig. 9, 10, 11)", "shares");
+        self.section(
+            "Where the relevant pixels fall (paper Fig. 9, 10, 11)",
+            "shares",
+        );
         self.html.push_str(
             "<p>Shares are pooled as the paper computed them: the relevant pixels of all test images \
              of a class summed, divided by all relevant pixels. <b>paper</b> mode selects the pixels \
-             whose red channel in the jet rendering is above its mean; the corrected modes threshold \
+             whose red channel in the paper's rendering (seismic; jet for CAMs) is above its mean; the corrected modes threshold \
              the map itself (<code>raw-mean</code>: above the map's mean; <code>positive</code>; \
              <code>top-k</code>: the k % most relevant; <code>otsu</code>; <code>mass</code>: \
              summed positive relevance). <b>@oracle</b> is the cell mask itself used as a map, \
@@ -477,7 +552,7 @@ impl<'a> Page<'a> {
                 "<h4>Paper mode beside the corrected modes</h4><p>Pooled share of relevant pixels on \
                  the cell / on red cells (%). Where the oracle scores little on the cell in paper mode, \
                  the paper's threshold, not the map, decides the picture.</p><div class=\"scroll\">{}</div>",
-                table("num", &header, &rows)
+                table("num nowrap", &header, &rows)
             );
 
             for mode in self.main_modes(s) {
@@ -513,7 +588,9 @@ impl<'a> Page<'a> {
             });
             let mut chance = None;
             for method in methods {
-                let Some(r) = s.row(&m.entry.id, method, mode) else { continue };
+                let Some(r) = s.row(&m.entry.id, method, mode) else {
+                    continue;
+                };
                 chance = chance.or(Some(r.pooled.chance()));
                 let cats = r.pooled.categories();
                 rows.push(BarRow {
@@ -526,11 +603,19 @@ impl<'a> Page<'a> {
                     escape(&m.entry.id),
                     escape(method),
                     format!("{}", r.images - r.undefined),
-                    keyed(&format!("{}/{method}/{mode}/cell", m.entry.id), pct(cats[0])),
+                    keyed(
+                        &format!("{}/{method}/{mode}/cell", m.entry.id),
+                        pct(cats[0]),
+                    ),
                     pct(cats[1]),
                     pct(cats[2]),
                     ci.map_or("–".into(), |c| {
-                        format!("{:.2} [{:.2}, {:.2}]", c.mean * 100.0, c.lo * 100.0, c.hi * 100.0)
+                        format!(
+                            "{:.2} [{:.2}, {:.2}]",
+                            c.mean * 100.0,
+                            c.lo * 100.0,
+                            c.hi * 100.0
+                        )
                     }),
                 ]);
             }
@@ -557,7 +642,10 @@ impl<'a> Page<'a> {
             }
         }
         let fig = HBars {
-            title: format!("Fig. 9: relevant pixels on cell / red cells / background, mode {mode}, {}", Self::variant_title(v)),
+            title: format!(
+                "Fig. 9: relevant pixels on cell / red cells / background, mode {mode}, {}",
+                Self::variant_title(v)
+            ),
             x_label: "share of relevant pixels (%)".into(),
             x_max: 100.0,
             series: CATEGORIES
@@ -569,15 +657,29 @@ impl<'a> Page<'a> {
             stacked: true,
             label_width: 230,
         };
-        let f = self.save(&fig, &format!("fig9_{}_{}", slug(&v.variant.id), slug(mode)))?;
+        let f = self.save(
+            &fig,
+            &format!("fig9_{}_{}", slug(&v.variant.id), slug(mode)),
+        )?;
         let _ = write!(
             self.html,
             "<h4>Fig. 9, mode {}</h4><div class=\"flex\">{}{}</div>",
             escape(mode),
-            figure(&f, &format!("Pooled shares of relevant pixels, mode {mode}.")),
+            figure(
+                &f,
+                &format!("Pooled shares of relevant pixels, mode {mode}.")
+            ),
             table(
                 "num small",
-                &["model", "method", "n", "cell %", "red cells %", "background %", "mean cell % [CI]"],
+                &[
+                    "model",
+                    "method",
+                    "n",
+                    "cell %",
+                    "red cells %",
+                    "background %",
+                    "mean cell % [CI]"
+                ],
                 &table_rows
             )
         );
@@ -602,9 +704,13 @@ impl<'a> Page<'a> {
                 emphasis: true,
             });
             for method in methods.iter().filter(|m| !m.starts_with('@')) {
-                let Some(r) = s.row(&m.entry.id, method, mode) else { continue };
-                let vals: Vec<Option<f64>> =
-                    keys.iter().map(|k| r.mean_amount.get(*k).copied()).collect();
+                let Some(r) = s.row(&m.entry.id, method, mode) else {
+                    continue;
+                };
+                let vals: Vec<Option<f64>> = keys
+                    .iter()
+                    .map(|k| r.mean_amount.get(*k).copied())
+                    .collect();
                 x_max = vals.iter().flatten().fold(x_max, |a, b| a.max(*b));
                 rows.push(BarRow {
                     label: format!("  {method}"),
@@ -631,7 +737,10 @@ impl<'a> Page<'a> {
             stacked: false,
             label_width: 230,
         };
-        let f = self.save(&fig, &format!("fig10_{}_{}", slug(&v.variant.id), slug(mode)))?;
+        let f = self.save(
+            &fig,
+            &format!("fig10_{}_{}", slug(&v.variant.id), slug(mode)),
+        )?;
         let _ = write!(
             self.html,
             "<h4>Fig. 10, mode {}</h4>{}",
@@ -665,7 +774,9 @@ impl<'a> Page<'a> {
                 emphasis: true,
             });
             for method in methods.iter().filter(|m| !m.starts_with('@')) {
-                let Some(r) = s.row(&m.entry.id, method, mode) else { continue };
+                let Some(r) = s.row(&m.entry.id, method, mode) else {
+                    continue;
+                };
                 for (label, w) in &r.within_cell_by_label {
                     let class = m.class_name(label);
                     rows.push(BarRow {
@@ -677,7 +788,10 @@ impl<'a> Page<'a> {
                         escape(&m.entry.id),
                         escape(method),
                         escape(&class),
-                        keyed(&format!("{}/{method}/{mode}/{class}/nucleus", m.entry.id), pct(w[0])),
+                        keyed(
+                            &format!("{}/{method}/{mode}/{class}/nucleus", m.entry.id),
+                            pct(w[0]),
+                        ),
                         pct(w[1]),
                         pct(w[2]),
                     ]);
@@ -699,7 +813,10 @@ impl<'a> Page<'a> {
             }
         }
         let fig = HBars {
-            title: format!("Fig. 11: within the cell, per true class, mode {mode}, {}", Self::variant_title(v)),
+            title: format!(
+                "Fig. 11: within the cell, per true class, mode {mode}, {}",
+                Self::variant_title(v)
+            ),
             x_label: "share of the cell's relevant pixels (%)".into(),
             x_max: 100.0,
             series: ["nucleus", "cytoplasm", "vacuole"]
@@ -711,13 +828,32 @@ impl<'a> Page<'a> {
             stacked: true,
             label_width: 300,
         };
-        let f = self.save(&fig, &format!("fig11_{}_{}", slug(&v.variant.id), slug(mode)))?;
+        let f = self.save(
+            &fig,
+            &format!("fig11_{}_{}", slug(&v.variant.id), slug(mode)),
+        )?;
         let _ = write!(
             self.html,
             "<h4>Fig. 11, mode {}</h4><div class=\"flex\">{}<details><summary>numbers</summary>{}</details></div>",
             escape(mode),
-            figure(&f, &format!("Nucleus / cytoplasm / vacuole split of the cell's relevant pixels per true class, mode {mode}.")),
-            table("num small", &["model", "method", "true class", "nucleus %", "cytoplasm %", "vacuole %"], &table_rows)
+            figure(
+                &f,
+                &format!(
+                    "Nucleus / cytoplasm / vacuole split of the cell's relevant pixels per true class, mode {mode}."
+                )
+            ),
+            table(
+                "num small",
+                &[
+                    "model",
+                    "method",
+                    "true class",
+                    "nucleus %",
+                    "cytoplasm %",
+                    "vacuole %"
+                ],
+                &table_rows
+            )
         );
         Ok(())
     }
@@ -760,7 +896,11 @@ impl<'a> Page<'a> {
             "<h4>Spread across training seeds</h4><p>Pooled shares (%) per seed, summarised over the \
              seeds of one recipe: mean ± sd (min–max). The per-image confidence intervals above are \
              per model; this is the variation from retraining.</p>{}",
-            table("num small", &["group", "mode", "method", "cell", "red cells", "background"], &rows)
+            table(
+                "num small",
+                &["group", "mode", "method", "cell", "red cells", "background"],
+                &rows
+            )
         );
         Ok(())
     }
@@ -769,14 +909,17 @@ impl<'a> Page<'a> {
     /// the run's predictions where evaluate had none).
     fn correct_wrong(&mut self, v: &LoadedVariant, methods: &[String]) -> Result<()> {
         let Some(per_image) = &v.per_image else {
-            self.html.push_str("<p>No per_image.csv: no split by correct and wrong predictions.</p>");
+            self.html
+                .push_str("<p>No per_image.csv: no split by correct and wrong predictions.</p>");
             return Ok(());
         };
         let modes = self.main_modes(&v.summary);
         // (model, method, mode, correct) → summed amounts, images
         let mut acc: BTreeMap<(String, String, String, bool), ([f64; 3], usize)> = BTreeMap::new();
         for r in per_image.iter().filter(|r| modes.contains(&r.mode)) {
-            let Some(m) = self.study.model(&r.model) else { continue };
+            let Some(m) = self.study.model(&r.model) else {
+                continue;
+            };
             let correct = match (r.true_label, r.predicted) {
                 (Some(t), Some(p)) => Some(t == p),
                 _ => m
@@ -804,15 +947,23 @@ impl<'a> Page<'a> {
                 .explain
                 .as_ref()
                 .and_then(|e| e.target.as_ref())
-                .map_or("unknown".to_string(), |t| t.as_str().map_or(t.to_string(), String::from));
+                .map_or("unknown".to_string(), |t| {
+                    t.as_str().map_or(t.to_string(), String::from)
+                });
             for mode in &modes {
                 for method in methods {
                     let cell = |correct: bool| -> String {
-                        match acc.get(&(m.entry.id.clone(), method.clone(), mode.clone(), correct)) {
+                        match acc.get(&(m.entry.id.clone(), method.clone(), mode.clone(), correct))
+                        {
                             Some((a, n)) => {
                                 let t: f64 = a.iter().sum();
                                 let share = |k: usize| (t > 0.0).then(|| a[k] / t);
-                                format!("{} / {} / {} (n={n})", pct(share(0)), pct(share(1)), pct(share(2)))
+                                format!(
+                                    "{} / {} / {} (n={n})",
+                                    pct(share(0)),
+                                    pct(share(1)),
+                                    pct(share(2))
+                                )
                             }
                             None => "no image".into(),
                         }
@@ -838,7 +989,14 @@ impl<'a> Page<'a> {
             rows.len(),
             table(
                 "num small",
-                &["model", "explained target", "mode", "method", "correct", "wrong"],
+                &[
+                    "model",
+                    "explained target",
+                    "mode",
+                    "method",
+                    "correct",
+                    "wrong"
+                ],
                 &rows
             )
         );
@@ -848,11 +1006,13 @@ impl<'a> Page<'a> {
     // ----------------------------------------------- localisation, tests, model metrics
 
     pub fn localisation_and_tests(&mut self) -> Result<()> {
-        self.section("4. Localisation, faithfulness, sanity and tests", "tests");
+        self.section("Localisation, faithfulness, sanity and tests", "tests");
         for v in &self.study.variants {
             let s = &v.summary;
             let _ = write!(self.html, "<h3>{}</h3>\n", escape(&Self::variant_title(v)));
-            let Some(first) = s.modes.first() else { continue };
+            let Some(first) = s.modes.first() else {
+                continue;
+            };
             let methods = self.study.methods_in(s);
             let names: Vec<String> = s
                 .summary
@@ -862,15 +1022,20 @@ impl<'a> Page<'a> {
             let mut rows = Vec::new();
             for m in self.study.models_of(&v.variant.id) {
                 for method in &methods {
-                    let Some(r) = s.row(&m.entry.id, method, first) else { continue };
+                    let Some(r) = s.row(&m.entry.id, method, first) else {
+                        continue;
+                    };
                     let mut row = vec![escape(&m.entry.id), escape(method)];
                     for n in &names {
-                        row.push(r.localisation.get(n).copied().flatten().map_or("–".into(), |c| {
-                            keyed(
-                                &format!("{}/{method}/{n}", m.entry.id),
-                                format!("{:.3} [{:.3}, {:.3}]", c.mean, c.lo, c.hi),
-                            )
-                        }));
+                        row.push(r.localisation.get(n).copied().flatten().map_or(
+                            "–".into(),
+                            |c| {
+                                keyed(
+                                    &format!("{}/{method}/{n}", m.entry.id),
+                                    format!("{:.3} [{:.3}, {:.3}]", c.mean, c.lo, c.hi),
+                                )
+                            },
+                        ));
                     }
                     rows.push(row);
                 }
@@ -891,7 +1056,10 @@ impl<'a> Page<'a> {
             self.tests(s);
             for m in self.study.models_of(&v.variant.id) {
                 if let Some(mm) = &m.model_metrics {
-                    for (key, title) in [("faithfulness", "Faithfulness"), ("sanity", "Sanity (MPRT)")] {
+                    for (key, title) in [
+                        ("faithfulness", "Faithfulness"),
+                        ("sanity", "Sanity (MPRT)"),
+                    ] {
                         if let Some(t) = json_table(&mm[key]) {
                             let _ = write!(
                                 self.html,
@@ -902,7 +1070,11 @@ impl<'a> Page<'a> {
                     }
                 }
             }
-            if self.study.models_of(&v.variant.id).all(|m| m.model_metrics.is_none()) {
+            if self
+                .study
+                .models_of(&v.variant.id)
+                .all(|m| m.model_metrics.is_none())
+            {
                 self.html.push_str("<p>No faithfulness or sanity metrics in this study (the study did not ask for them).</p>");
             }
         }
@@ -921,22 +1093,26 @@ impl<'a> Page<'a> {
             let fr = t.friedman.map_or("Friedman undefined".into(), |f| {
                 format!("Friedman χ² = {:.2}, p = {:.4}", f.statistic, f.pvalue)
             });
-            let supported: Vec<String> = t
-                .pairs
-                .iter()
-                .filter(|p| p.verdict != "none")
-                .map(|p| {
-                    if p.verdict == "a>b" {
-                        format!("{} &gt; {}", escape(&p.a), escape(&p.b))
-                    } else {
-                        format!("{} &lt; {}", escape(&p.a), escape(&p.b))
-                    }
-                })
-                .collect();
-            let ranking = if supported.is_empty() {
-                "no ranking: the corrected tests separate no pair of methods".to_string()
-            } else {
-                format!("supported: {}", supported.join(", "))
+            let ranking = match ranking(t) {
+                Ranking::Total(order) => format!(
+                    "ranking: {}",
+                    order
+                        .iter()
+                        .map(|m| escape(m))
+                        .collect::<Vec<_>>()
+                        .join(" &gt; ")
+                ),
+                Ranking::Pairs(pairs) if pairs.is_empty() => {
+                    "no ranking: the corrected tests separate no pair of methods".to_string()
+                }
+                Ranking::Pairs(pairs) => format!(
+                    "no full ranking; separated pairs: {}",
+                    pairs
+                        .iter()
+                        .map(|(a, b)| format!("{} &gt; {}", escape(a), escape(b)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             let rows: Vec<Vec<String>> = t
                 .pairs
@@ -972,7 +1148,7 @@ impl<'a> Page<'a> {
     // ------------------------------------------------------------ published
 
     pub fn published(&mut self) {
-        self.section("5. The paper's numbers next to ours", "published");
+        self.section("The paper's numbers next to ours", "published");
         let m = &self.study.manifest;
         if m.data.reproduction {
             self.html.push_str("<p>These data are the paper's own images and masks: the comparison below is a reproduction.</p>");
@@ -1037,7 +1213,12 @@ impl<'a> Page<'a> {
         let corrected = format!("ours, {} mode", self.opts.corrected_mode);
         self.html.push_str(&table(
             "num",
-            &["model + method", "paper: cell / red cells / background %", "ours, paper mode", &corrected],
+            &[
+                "model + method",
+                "paper: cell / red cells / background %",
+                "ours, paper mode",
+                &corrected,
+            ],
             &rows,
         ));
         let _ = write!(
@@ -1059,12 +1240,20 @@ impl<'a> Page<'a> {
     // ------------------------------------------------------------- shortcut
 
     pub fn shortcut(&mut self) -> Result<()> {
-        let clean = self.study.variants.iter().find(|v| v.variant.shortcut.is_none());
-        let cheat = self.study.variants.iter().find(|v| v.variant.shortcut.is_some());
+        let clean = self
+            .study
+            .variants
+            .iter()
+            .find(|v| v.variant.shortcut.is_none());
+        let cheat = self
+            .study
+            .variants
+            .iter()
+            .find(|v| v.variant.shortcut.is_some());
         let (Some(clean), Some(cheat)) = (clean, cheat) else {
             return Ok(());
         };
-        self.section("6. The shortcut experiment", "shortcut");
+        self.section("The shortcut experiment", "shortcut");
         let shortcut = cheat.variant.shortcut.clone().unwrap_or_default();
         let _ = write!(
             self.html,
@@ -1125,7 +1314,8 @@ impl<'a> Page<'a> {
                 }
             }
             if table_rows.is_empty() {
-                self.html.push_str("<p>No architecture was trained on both variants.</p>");
+                self.html
+                    .push_str("<p>No architecture was trained on both variants.</p>");
                 return Ok(());
             }
             let fig = HBars {
@@ -1145,10 +1335,20 @@ impl<'a> Page<'a> {
                 self.html,
                 "<h4>Mode {}</h4><div class=\"flex\">{}{}</div>",
                 escape(&mode),
-                figure(&f, &format!("Red-cell share of clean and shortcut models, mode {mode}.")),
+                figure(
+                    &f,
+                    &format!("Red-cell share of clean and shortcut models, mode {mode}.")
+                ),
                 table(
                     "num small",
-                    &["arch", "method", "clean %", "shortcut %", "change (points)", "test accuracy clean / shortcut"],
+                    &[
+                        "arch",
+                        "method",
+                        "clean %",
+                        "shortcut %",
+                        "change (points)",
+                        "test accuracy clean / shortcut"
+                    ],
                     &table_rows
                 )
             );
@@ -1159,7 +1359,7 @@ impl<'a> Page<'a> {
     // -------------------------------------------------------------- ratings
 
     pub fn ratings(&mut self) {
-        self.section("7. Expert ratings (paper Table 2)", "ratings");
+        self.section("Expert ratings (paper Table 2)", "ratings");
         match &self.study.ratings {
             None => self.html.push_str(
                 "<p>No ratings yet. Experts rate the maps blind in the viewer: <code>leukex serve DIR</code> \
@@ -1211,7 +1411,7 @@ impl<'a> Page<'a> {
     // ---------------------------------------------------------------- guide
 
     pub fn guide(&mut self) {
-        self.section("8. A short guide to the methods and measures", "guide");
+        self.section("A short guide to the methods and measures", "guide");
         self.html.push_str(GUIDE);
     }
 
@@ -1221,7 +1421,9 @@ impl<'a> Page<'a> {
             Some(t) => {
                 let _ = write!(self.html, "<pre class=\"toml\">{}</pre>", escape(t));
             }
-            None => self.html.push_str("<p>No study.toml in the study folder.</p>"),
+            None => self
+                .html
+                .push_str("<p>No study.toml in the study folder.</p>"),
         }
     }
 }
@@ -1239,7 +1441,7 @@ const GUIDE: &str = r#"
 </ul>
 <h4>Measures</h4>
 <ul>
-<li><b>paper mode</b> reproduces the paper: render the map with the jet colour table, take the red channel, keep the pixels above its mean. On a map whose zero sits mid-scale this keeps many zero-relevance pixels, and red is high for both ends of jet's scale, so the share depends on the rendering more than on the map.</li>
+<li><b>paper mode</b> reproduces the paper: render the map as the paper's tools did (iNNvestigate's seismic for LRP, Deep Taylor and the gradient methods; MATLAB's jet for CAMs), take the red channel and keep the pixels above its mean. In seismic, white (zero relevance) has full red while the strongest positive relevance is dark red (red ≈ 0.5): the rule keeps zero-relevance pixels and can drop the most relevant ones. The oracle map (the cell itself as a map) then scores about 0 % on the cell: what paper mode measures is largely the rendering, not the map.</li>
 <li><b>corrected modes</b> work on the raw map: <code>raw-mean</code> (above the map's mean), <code>positive</code> (positive relevance), <code>top-k</code> (the k % most relevant pixels), <code>otsu</code> (Otsu's threshold), <code>mass</code> (summed positive relevance, no threshold).</li>
 <li><b>share</b>: relevant pixels on a class ÷ all relevant labelled pixels; <b>chance</b>: the class's share of the area; <b>lift</b> = share ÷ chance (1 = no better than a blind map).</li>
 <li><b>Localisation</b> (Quantus definitions): pointing game (is the maximum on the cell), attribution localisation (positive relevance inside ÷ total), top-k intersection, relevance rank and mass accuracy, AUC of the map as a detector of the cell.</li>
@@ -1248,6 +1450,40 @@ const GUIDE: &str = r#"
 "#;
 
 // ------------------------------------------------------------------ helpers
+
+/// What the pairwise tests of one (model, mode, metric) support.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ranking {
+    /// Every pair separated, consistently: the methods best first.
+    Total(Vec<String>),
+    /// Only these pairs (better, worse) are separated.
+    Pairs(Vec<(String, String)>),
+}
+
+/// A full order only when the Holm-corrected Wilcoxon verdicts separate every pair
+/// and agree with one order; otherwise the separated pairs alone.
+pub fn ranking(t: &crate::inputs::MethodTests) -> Ranking {
+    let pairs: Vec<(String, String)> = t
+        .pairs
+        .iter()
+        .filter_map(|p| match p.verdict.as_str() {
+            "a>b" => Some((p.a.clone(), p.b.clone())),
+            "a<b" => Some((p.b.clone(), p.a.clone())),
+            _ => None,
+        })
+        .collect();
+    let k = t.methods.len();
+    if k >= 2 && pairs.len() == k * (k - 1) / 2 {
+        let wins = |m: &String| pairs.iter().filter(|(a, _)| a == m).count();
+        let mut order = t.methods.clone();
+        order.sort_by_key(|m| std::cmp::Reverse(wins(m)));
+        let consistent = order.iter().enumerate().all(|(i, m)| wins(m) == k - 1 - i);
+        if consistent {
+            return Ranking::Total(order);
+        }
+    }
+    Ranking::Pairs(pairs)
+}
 
 /// ROC points (false positive rate, true positive rate) from (score, positive) pairs;
 /// ties advance together. `None` when one class is absent.
@@ -1380,9 +1616,13 @@ fn json_table(v: &serde_json::Value) -> Option<String> {
     }
     let cell = |v: &serde_json::Value| -> String {
         match v {
-            serde_json::Value::Number(n) => n
-                .as_f64()
-                .map_or(n.to_string(), |f| if f.fract() == 0.0 && f.abs() < 1e9 { format!("{f}") } else { format!("{f:.4}") }),
+            serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| {
+                if f.fract() == 0.0 && f.abs() < 1e9 {
+                    format!("{f}")
+                } else {
+                    format!("{f:.4}")
+                }
+            }),
             serde_json::Value::String(s) => escape(s),
             serde_json::Value::Null => "–".into(),
             other => escape(&other.to_string()),
@@ -1411,6 +1651,9 @@ mod tests {
     #[test]
     fn spread_reports_sample_sd() {
         // values 0.1, 0.2, 0.3: mean 20 %, sd 10 %.
-        assert_eq!(spread(&[0.1, 0.2, 0.3], 100.0, 1), "20.0 ± 10.0 (10.0–30.0, 3 seeds)");
+        assert_eq!(
+            spread(&[0.1, 0.2, 0.3], 100.0, 1),
+            "20.0 ± 10.0 (10.0–30.0, 3 seeds)"
+        );
     }
 }

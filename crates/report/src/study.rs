@@ -82,7 +82,10 @@ impl Study {
             if !manifest.variants.iter().any(|v| v.id == m.variant) {
                 return Err(ReportError::invalid(
                     &manifest_path,
-                    format!("model {} names variant {:?}, which is not listed", m.id, m.variant),
+                    format!(
+                        "model {} names variant {:?}, which is not listed",
+                        m.id, m.variant
+                    ),
                 ));
             }
         }
@@ -100,8 +103,12 @@ impl Study {
             }
             let eval = dir.join(&v.eval);
             let summary_path = eval.join("summary.json");
-            required(&summary_path, "the `leukex evaluate` summary of this variant")?;
-            let summary: EvalSummary = read_json(&summary_path, "a `leukex evaluate` summary.json")?;
+            required(
+                &summary_path,
+                "the `leukex evaluate` summary of this variant",
+            )?;
+            let summary: EvalSummary =
+                read_json(&summary_path, "a `leukex evaluate` summary.json")?;
             let per_image_path = eval.join("per_image.csv");
             let per_image = if per_image_path.is_file() {
                 Some(read_per_image(&per_image_path)?)
@@ -123,7 +130,10 @@ impl Study {
             required(&card_path, "the model card of a `leukex train` run")?;
             let card: ModelCard = read_json(&card_path, "a model card (model.json)")?;
             let metrics_path = run.join("metrics.json");
-            required(&metrics_path, "the metrics of a finished `leukex train` run")?;
+            required(
+                &metrics_path,
+                "the metrics of a finished `leukex train` run",
+            )?;
             let metrics: RunMetrics = read_json(&metrics_path, "a run's metrics.json")?;
             let pred_path = run.join("test_predictions.csv");
             let predictions = if pred_path.is_file() {
@@ -138,7 +148,11 @@ impl Study {
             } else {
                 None
             };
-            let variant = manifest.variants.iter().find(|v| v.id == m.variant).unwrap();
+            let variant = manifest
+                .variants
+                .iter()
+                .find(|v| v.id == m.variant)
+                .unwrap();
             let mm_path = dir
                 .join(&variant.eval)
                 .join("models")
@@ -176,7 +190,9 @@ impl Study {
     }
 
     pub fn models_of<'a>(&'a self, variant: &'a str) -> impl Iterator<Item = &'a LoadedModel> + 'a {
-        self.models.iter().filter(move |m| m.entry.variant == variant)
+        self.models
+            .iter()
+            .filter(move |m| m.entry.variant == variant)
     }
 
     pub fn model(&self, id: &str) -> Option<&LoadedModel> {
