@@ -122,6 +122,12 @@ pub const WITHIN_CELL_COLOURS: [RGBColor; 3] = [
     RGBColor(240, 220, 120),
 ];
 
+/// Enough width for a bold title of `size` px (DejaVu Sans Bold averages about 0.68
+/// of the size per character), with margins.
+fn title_width(title: &str, size: u32) -> u32 {
+    (title.chars().count() as f64 * size as f64 * 0.68) as u32 + 30
+}
+
 fn font(size: u32) -> FontDesc<'static> {
     FontDesc::new(FontFamily::Name(FONT), size as f64, FontStyle::Normal)
 }
@@ -158,7 +164,7 @@ const ROW_PX: u32 = 20;
 impl Draw for HBars {
     fn size(&self) -> (u32, u32) {
         (
-            self.label_width + 620,
+            (self.label_width + 620).max(title_width(&self.title, 16)),
             110 + ROW_PX * self.rows.len().max(1) as u32,
         )
     }
@@ -451,7 +457,9 @@ impl Draw for ImageGrid {
     fn size(&self) -> (u32, u32) {
         let cols = self.col_labels.len().max(1) as u32;
         let rows = self.row_labels.len() as u32;
-        let w = (GRID_LEFT + self.cell() * cols + 10).max(if self.legend { 700 } else { 300 });
+        let w = (GRID_LEFT + self.cell() * cols + 10)
+            .max(if self.legend { 700 } else { 300 })
+            .max(title_width(&self.title, 15));
         let h = GRID_TOP + self.cell() * rows + if self.legend { LEGEND_H + 20 } else { 10 };
         (w, h)
     }

@@ -135,6 +135,7 @@ th{background:#eef;text-align:left}
 table.num td{text-align:right}table.num td:first-child,table.num td:nth-child(2){text-align:left}
 table.small{font-size:12.5px}
 table.nowrap td{white-space:nowrap}
+table.l3 td:nth-child(3){text-align:left}
 .flex{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:8px 0}figure img{max-width:100%;border:1px solid #ddd;background:white}

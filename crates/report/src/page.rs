@@ -438,6 +438,7 @@ impl<'a> Page<'a> {
                 .into_iter()
                 .filter(|m| !m.starts_with('@'))
                 .collect();
+            self.html.push_str("<div class=\"flex\">");
             for (class_index, stem) in chosen_stems(&models) {
                 let class = models[0].class_name(&class_index.to_string());
                 let source = models
@@ -487,6 +488,7 @@ impl<'a> Page<'a> {
                     ));
                 }
             }
+            self.html.push_str("</div>\n");
         }
         Ok(())
     }
@@ -627,7 +629,7 @@ impl<'a> Page<'a> {
                 });
             }
         }
-        if mode == "paper" {
+        if mode == "paper" && v.variant.shortcut.is_none() {
             rows.push(BarRow {
                 label: "paper (published)".into(),
                 values: vec![],
@@ -798,7 +800,7 @@ impl<'a> Page<'a> {
                 }
             }
         }
-        if mode == "paper" {
+        if mode == "paper" && v.variant.shortcut.is_none() {
             rows.push(BarRow {
                 label: "paper (published)".into(),
                 values: vec![],
@@ -897,7 +899,7 @@ impl<'a> Page<'a> {
              seeds of one recipe: mean ± sd (min–max). The per-image confidence intervals above are \
              per model; this is the variation from retraining.</p>{}",
             table(
-                "num small",
+                "num small l3",
                 &["group", "mode", "method", "cell", "red cells", "background"],
                 &rows
             )
@@ -1051,7 +1053,7 @@ impl<'a> Page<'a> {
                 "<h4>Localisation against the {} (mean [{:.0} % CI] over images)</h4><div class=\"scroll\">{}</div>",
                 escape(s.region.as_deref().unwrap_or("cell")),
                 s.confidence * 100.0,
-                table("num small", &header, &rows)
+                table("num small nowrap", &header, &rows)
             );
             self.tests(s);
             for m in self.study.models_of(&v.variant.id) {
@@ -1133,7 +1135,11 @@ impl<'a> Page<'a> {
                 self.html,
                 "<details><summary><b>{} / {} / {}</b>: {fr}, {} complete images; {ranking}</summary>{}</details>",
                 escape(&t.model),
-                escape(&t.mode),
+                if t.mode == "-" {
+                    "any mode".to_string()
+                } else {
+                    format!("mode {}", escape(&t.mode))
+                },
                 escape(&t.metric.replace('_', " ")),
                 t.complete_images,
                 table(
@@ -1606,7 +1612,12 @@ fn map_tile(
 /// it is not one or empty.
 fn json_table(v: &serde_json::Value) -> Option<String> {
     let arr = v.as_array().filter(|a| !a.is_empty())?;
-    let mut keys: Vec<String> = Vec::new();
+    // Naming columns first, the rest in the file's order.
+    let mut keys: Vec<String> = ["model", "method", "metric"]
+        .iter()
+        .filter(|k| arr.iter().any(|o| o.get(**k).is_some()))
+        .map(|k| k.to_string())
+        .collect();
     for o in arr {
         for k in o.as_object()?.keys() {
             if !keys.contains(k) {

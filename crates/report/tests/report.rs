@@ -209,7 +209,9 @@ fn pct(v: &Value) -> String {
 #[test]
 fn full_study_report_has_every_part_and_the_evaluation_numbers() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+    // LEUKEX_REPORT_KEEP=DIR keeps the study (and its report) there, to look at.
+    let kept = std::env::var_os("LEUKEX_REPORT_KEEP").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(tmp.path());
     build(dir, &FULL);
     let s = write_report(dir).unwrap();
     let html = std::fs::read_to_string(&s.index).unwrap();
