@@ -21,6 +21,7 @@ pub mod inputs;
 pub mod manifest;
 mod page;
 pub mod study;
+pub mod synthetic;
 
 pub use error::{ReportError, Result};
 pub use manifest::{DataInfo, MethodEntry, ModelEntry, STUDY_FORMAT, StudyManifest, Variant};

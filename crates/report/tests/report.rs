@@ -2,203 +2,16 @@
 //! evaluation computed by the real `leukex-evaluate`, so the numbers the page must
 //! show come from a writer this crate does not control.
 
-use leukex_data::MorphologyMask;
-use leukex_evaluate::{EvaluateOptions, evaluate_dir};
+use leukex_report::synthetic::SyntheticStudy;
 use leukex_report::{ReportError, write_report};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 
-const STEMS: [&str; 6] = [
-    "Im001_1", "Im002_1", "Im003_1", "Im131_0", "Im132_0", "Im133_0",
-];
 const METHODS: [&str; 2] = ["grad-cam", "lrp-epsilon"];
-const SIDE: usize = 16;
+const MODELS: [&str; 3] = ["resnet18", "resnet18-s1", "resnet18-shortcut"];
 
-struct Options {
-    shortcut: bool,
-    model_metrics: bool,
-    per_image: bool,
-}
-
-const FULL: Options = Options {
-    shortcut: true,
-    model_metrics: true,
-    per_image: true,
-};
-
-/// (model id, group, seed, variant)
-fn models(o: &Options) -> Vec<(&'static str, &'static str, u64, &'static str)> {
-    let mut v = vec![
-        ("resnet18", "resnet18", 0, "main"),
-        ("resnet18-s1", "resnet18", 1, "main"),
-    ];
-    if o.shortcut {
-        v.push(("resnet18-shortcut", "resnet18-shortcut", 0, "shortcut"));
-    }
-    v
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn build(dir: &Path, o: &Options) {
-    let data = dir.join("data");
-    // 16x16: nucleus top-left block, cytoplasm ring right of it, red cells in the
-    // bottom rows, background elsewhere.
-    let mask: Vec<u8> = (0..SIDE * SIDE)
-        .map(|i| {
-            let (x, y) = (i % SIDE, i / SIDE);
-            if x < 5 && y < 5 {
-                1
-            } else if x < 8 && y < 8 {
-                2
-            } else if y >= 12 {
-                4
-            } else {
-                0
-            }
-        })
-        .collect();
-    for (s, stem) in STEMS.iter().enumerate() {
-        MorphologyMask::from_raw(SIDE as u32, SIDE as u32, mask.clone())
-            .unwrap()
-            .write_png(&data.join("masks").join(format!("{stem}.png")))
-            .unwrap();
-        let img = image::RgbImage::from_fn(SIDE as u32, SIDE as u32, |x, y| {
-            image::Rgb([(x * 15) as u8, (y * 15) as u8, (s * 40) as u8])
-        });
-        img.save(data.join(format!("{stem}.png"))).unwrap();
-    }
-    for (id, _, seed, _) in models(o) {
-        let run = dir.join("runs").join(id);
-        write(
-            &run.join("model.json"),
-            r#"{"format": "leukex-model/1", "classes": ["healthy", "all"], "positive_class": 1}"#,
-        );
-        let metrics = json!({
-            "test": {"n": 6, "loss": 0.4, "accuracy": 5.0 / 6.0, "positive_class": 1,
-                     "sensitivity": 1.0, "specificity": 2.0 / 3.0, "precision": 0.75, "f1": 6.0 / 7.0,
-                     "roc_auc": 0.8888888888888888, "confusion": [[2, 1], [0, 3]]},
-            "val": null, "best_epoch": 1, "epochs_run": 2, "stopped_early": false,
-            "history": [
-                {"epoch": 0, "lr": 0.001, "train_loss": 0.7, "train_accuracy": 0.5, "val_loss": 0.69,
-                 "val_accuracy": 0.5, "seconds": 1.0, "images_per_second": 10.0},
-                {"epoch": 1, "lr": 0.001, "train_loss": 0.4, "train_accuracy": 0.8, "val_loss": 0.5,
-                 "val_accuracy": 0.75, "seconds": 1.0, "images_per_second": 10.0}],
-            "train_seconds": 2.0
-        });
-        write(&run.join("metrics.json"), &metrics.to_string());
-        // Im131_0 is predicted "all": the one wrong prediction.
-        let mut csv = String::from("name,label,predicted,p_healthy,p_all\n");
-        for (i, stem) in STEMS.iter().enumerate() {
-            let label = if stem.ends_with("_1") {
-                "all"
-            } else {
-                "healthy"
-            };
-            let predicted = if *stem == "Im131_0" { "all" } else { label };
-            let p_all = if predicted == "all" {
-                0.6 + 0.05 * i as f64
-            } else {
-                0.2
-            };
-            csv.push_str(&format!(
-                "{stem},{label},{predicted},{:.6},{:.6}\n",
-                1.0 - p_all,
-                p_all
-            ));
-        }
-        write(&run.join("test_predictions.csv"), &csv);
-
-        let maps = dir.join("maps").join(id);
-        let mut images = serde_json::Map::new();
-        for (s, stem) in STEMS.iter().enumerate() {
-            let true_label = i64::from(stem.ends_with("_1"));
-            images.insert(
-                stem.to_string(),
-                json!({"source": data.join(format!("{stem}.png")), "true_label": true_label,
-                       "target": true_label}),
-            );
-            for (m, method) in METHODS.iter().enumerate() {
-                let v: Vec<f32> = (0..SIDE * SIDE)
-                    .map(|i| {
-                        let (x, y) = (i % SIDE, i / SIDE);
-                        let focus = if id.contains("shortcut") {
-                            y >= 12
-                        } else {
-                            x < 7 && y < 7
-                        };
-                        let signed = if m == 1 { -0.3 } else { 0.0 };
-                        (focus as u8 as f32) * (1.0 + m as f32 + seed as f32)
-                            + ((i * 7 + s * 3 + m + seed as usize) % 5) as f32 * 0.1
-                            + signed
-                    })
-                    .collect();
-                leukex_data::npy::write_f32(
-                    &maps.join(stem).join(format!("{method}.npy")),
-                    &[SIDE, SIDE],
-                    &v,
-                )
-                .unwrap();
-            }
-        }
-        write(
-            &maps.join("explain.json"),
-            &json!({"target": "true", "images": images}).to_string(),
-        );
-    }
-    let mut variants = vec![json!({"id": "main", "data": "data", "masks": "data/masks",
-                                    "eval": "eval", "shortcut": null})];
-    if o.shortcut {
-        variants.push(
-            json!({"id": "shortcut", "data": "data", "masks": "data/masks",
-                             "eval": "eval-shortcut", "shortcut": "rbc-density"}),
-        );
-    }
-    for v in &variants {
-        let ids: Vec<String> = models(o)
-            .iter()
-            .filter(|m| m.3 == v["id"])
-            .map(|m| m.0.to_string())
-            .collect();
-        let eval = dir.join(v["eval"].as_str().unwrap());
-        let mut opts = EvaluateOptions::new(dir.join("maps"), data.join("masks"), &eval);
-        opts.models = Some(ids.clone());
-        opts.bootstrap_resamples = 200;
-        evaluate_dir(&opts).unwrap();
-        if !o.per_image {
-            std::fs::remove_file(eval.join("per_image.csv")).unwrap();
-        }
-        if o.model_metrics {
-            for id in &ids {
-                write(
-                    &eval.join("models").join(id).join("model_metrics.json"),
-                    &json!({"model": id, "faithfulness": [
-                        {"method": "grad-cam", "metric": "deletion-auc", "mean": 0.4321, "ci_lo": 0.4, "ci_hi": 0.45}],
-                        "sanity": []}).to_string(),
-                );
-            }
-        }
-    }
-    let manifest = json!({
-        "format": "leukex-study-1", "name": "tiny <study>", "quick": true,
-        "data": {"kind": "synth", "description": "hand-made 16 px crops", "reproduction": false,
-                 "groups_known": false},
-        "variants": variants,
-        "models": models(o).iter().map(|(id, group, seed, variant)| json!({
-            "id": id, "group": group, "arch": "resnet18", "seed": seed, "variant": variant,
-            "image_size": 16, "weights": "none", "epochs": 2, "run": format!("runs/{id}"),
-            "maps": format!("maps/{id}")})).collect::<Vec<_>>(),
-        "methods": METHODS.iter().map(|m| json!({"id": m, "paper": *m == "grad-cam"})).collect::<Vec<_>>(),
-        "notes": ["a tiny study for tests"]
-    });
-    write(&dir.join("study.json"), &manifest.to_string());
-    write(
-        &dir.join("study.toml"),
-        "[study]\nname = \"tiny <study>\" # & more\n",
-    );
+fn build(dir: &Path, o: &SyntheticStudy) {
+    o.write(dir);
 }
 
 fn pct(v: &Value) -> String {
@@ -212,12 +25,12 @@ fn full_study_report_has_every_part_and_the_evaluation_numbers() {
     // LEUKEX_REPORT_KEEP=DIR keeps the study (and its report) there, to look at.
     let kept = std::env::var_os("LEUKEX_REPORT_KEEP").map(std::path::PathBuf::from);
     let dir = kept.as_deref().unwrap_or(tmp.path());
-    build(dir, &FULL);
+    build(dir, &SyntheticStudy::default());
     let s = write_report(dir).unwrap();
     let html = std::fs::read_to_string(&s.index).unwrap();
     assert_eq!(s.index, dir.join("report/index.html"));
 
-    for (id, ..) in models(&FULL) {
+    for id in MODELS {
         assert!(html.contains(id), "model {id} not named");
     }
     for m in METHODS {
@@ -331,10 +144,11 @@ fn optional_parts_may_be_missing() {
     let dir = tmp.path();
     build(
         dir,
-        &Options {
+        &SyntheticStudy {
             shortcut: false,
             model_metrics: false,
             per_image: false,
+            ..Default::default()
         },
     );
     std::fs::remove_file(dir.join("study.toml")).unwrap();
@@ -354,7 +168,7 @@ fn optional_parts_may_be_missing() {
 fn corrupt_summary_is_an_error_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    build(dir, &FULL);
+    build(dir, &SyntheticStudy::default());
     let path = dir.join("eval-shortcut/summary.json");
     std::fs::write(&path, "{\"modes\": [\"paper\"], \"summ").unwrap();
     let err = write_report(dir).unwrap_err();
@@ -374,12 +188,11 @@ fn missing_manifest_and_unknown_variant_are_errors_naming_the_file() {
         "{err}"
     );
 
-    build(dir, &FULL);
+    build(dir, &SyntheticStudy::default());
     let p = dir.join("study.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("\"variant\":\"shortcut\"", "\"variant\":\"nope\"");
-    std::fs::write(&p, text).unwrap();
+    let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    manifest["models"][2]["variant"] = "nope".into();
+    std::fs::write(&p, manifest.to_string()).unwrap();
     let err = write_report(dir).unwrap_err().to_string();
     assert!(err.contains("study.json") && err.contains("nope"), "{err}");
 }
