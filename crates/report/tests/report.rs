@@ -196,3 +196,39 @@ fn missing_manifest_and_unknown_variant_are_errors_naming_the_file() {
     let err = write_report(dir).unwrap_err().to_string();
     assert!(err.contains("study.json") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn ratings_fill_table_2() {
+    use leukex_web::round::{ItemKind, RoundItem};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(
+        dir,
+        &SyntheticStudy {
+            shortcut: false,
+            ..Default::default()
+        },
+    );
+    let mut store = leukex_web::store::Store::open(&dir.join("ratings.sqlite")).unwrap();
+    let items: Vec<RoundItem> = ["Im001_1", "Im002_1"]
+        .iter()
+        .enumerate()
+        .map(|(i, stem)| RoundItem {
+            position: i,
+            token: format!("t{i}"),
+            map: format!("resnet18/{stem}/grad-cam"),
+            kind: ItemKind::Main,
+        })
+        .collect();
+    store.add_rater("ann", "haematologist", &items).unwrap();
+    store.add_rating("ann", "t0", 3, true).unwrap();
+    store.add_rating("ann", "t1", 1, false).unwrap();
+    drop(store);
+    let html = std::fs::read_to_string(write_report(dir).unwrap().index).unwrap();
+    assert!(!html.contains("No ratings yet"));
+    assert!(html.contains("Table 2, per method"));
+    // 1 rater, 2 maps, 2 ratings; mean score (3 + 1) / 2; half say "morphology".
+    assert!(html.contains("1 rater(s), 2 map(s), 2 rating(s)"), "{html}");
+    assert!(html.contains("<td>2.00 ["));
+    assert!(html.contains("<td>50.0</td>"));
+}
