@@ -13,9 +13,15 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let study = SyntheticStudy {
-        archs: ["googlenet", "resnet18", "resnet50", "vgg19", "efficientnet-lite0"]
-            .map(String::from)
-            .to_vec(),
+        archs: [
+            "googlenet",
+            "resnet18",
+            "resnet50",
+            "vgg19",
+            "efficientnet-lite0",
+        ]
+        .map(String::from)
+        .to_vec(),
         seeds: 1,
         methods: (0..10).map(|k| format!("method-{k}")).collect(),
         images: 60,
@@ -27,7 +33,10 @@ fn main() {
     };
     let t = Instant::now();
     study.write(&dir);
-    println!("study written and evaluated in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "study written and evaluated in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     for run in 1..=3 {
         let s = leukex_report::write_report(&dir).unwrap();
         println!(

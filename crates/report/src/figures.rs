@@ -397,6 +397,9 @@ pub struct ImageGrid {
     pub legend: bool,
 }
 
+/// A colour scale of the legend: name, colours left to right, tick labels.
+type ColourScale = (&'static str, Vec<[u8; 3]>, [&'static str; 3]);
+
 const GRID_LEFT: u32 = 130;
 const GRID_TOP: u32 = 70;
 const GRID_GAP: u32 = 4;
@@ -416,7 +419,7 @@ impl ImageGrid {
         (GRID_TOP + self.cell() * self.row_labels.len() as u32 + 16) as i32
     }
     /// The two colour scales: (name, colours left to right, tick labels).
-    fn scales() -> [(&'static str, Vec<[u8; 3]>, [&'static str; 3]); 2] {
+    fn scales() -> [ColourScale; 2] {
         let bytes = |m: &leukex_render::Colormap| -> Vec<[u8; 3]> {
             m.rgb
                 .iter()

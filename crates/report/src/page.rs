@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+/// (model, method, mode, prediction correct).
+type SplitKey = (String, String, String, bool);
+
 /// Writes figures into `fig_dir` while the page is assembled.
 pub struct Page<'a> {
     pub study: &'a Study,
@@ -112,7 +115,7 @@ impl<'a> Page<'a> {
         };
         let title = title.as_str();
         self.toc.push((id.to_string(), title.to_string()));
-        let _ = write!(self.html, "<h2 id=\"{id}\">{}</h2>\n", escape(title));
+        let _ = writeln!(self.html, "<h2 id=\"{id}\">{}</h2>", escape(title));
     }
 
     fn save(&mut self, fig: &impl Draw, name: &str) -> Result<FigureFiles> {
@@ -516,7 +519,7 @@ impl<'a> Page<'a> {
             let s = &v.summary;
             let methods = self.study.methods_in(s);
             let models: Vec<&LoadedModel> = self.study.models_of(&v.variant.id).collect();
-            let _ = write!(self.html, "<h3>{}</h3>\n", escape(&Self::variant_title(v)));
+            let _ = writeln!(self.html, "<h3>{}</h3>", escape(&Self::variant_title(v)));
 
             // Paper beside corrected modes: cell / rbc share per mode, with chance.
             let mut rows = Vec::new();
@@ -917,7 +920,7 @@ impl<'a> Page<'a> {
         };
         let modes = self.main_modes(&v.summary);
         // (model, method, mode, correct) → summed amounts, images
-        let mut acc: BTreeMap<(String, String, String, bool), ([f64; 3], usize)> = BTreeMap::new();
+        let mut acc: BTreeMap<SplitKey, ([f64; 3], usize)> = BTreeMap::new();
         for r in per_image.iter().filter(|r| modes.contains(&r.mode)) {
             let Some(m) = self.study.model(&r.model) else {
                 continue;
@@ -1011,7 +1014,7 @@ impl<'a> Page<'a> {
         self.section("Localisation, faithfulness, sanity and tests", "tests");
         for v in &self.study.variants {
             let s = &v.summary;
-            let _ = write!(self.html, "<h3>{}</h3>\n", escape(&Self::variant_title(v)));
+            let _ = writeln!(self.html, "<h3>{}</h3>", escape(&Self::variant_title(v)));
             let Some(first) = s.modes.first() else {
                 continue;
             };
@@ -1227,12 +1230,12 @@ impl<'a> Page<'a> {
             ],
             &rows,
         ));
-        let _ = write!(
+        let _ = writeln!(
             self.html,
             "<p>Also published: VGG19 + Deep Taylor puts {PUBLISHED_NUCLEUS:.2} % of the cell's relevant \
              pixels on the nucleus; within the cell, nucleus / cytoplasm = {:.2} / {:.2} % for healthy \
              cells and {:.2} / {:.2} % for ALL blasts (shown in Fig. 11 above); mean relevant-pixel counts \
-             {} / {} / {} (Fig. 10).</p>\n",
+             {} / {} / {} (Fig. 10).</p>",
             PUBLISHED_WITHIN_CELL[0].1[0],
             PUBLISHED_WITHIN_CELL[0].1[1],
             PUBLISHED_WITHIN_CELL[1].1[0],
