@@ -146,6 +146,29 @@ pub struct BarRow {
     pub emphasis: bool,
 }
 
+impl BarRow {
+    /// A bold row without bars that names the rows below it.
+    pub fn heading(label: impl Into<String>) -> BarRow {
+        BarRow {
+            label: label.into(),
+            values: Vec::new(),
+            emphasis: true,
+        }
+    }
+}
+
+/// Named series with their colours.
+pub fn series<const N: usize>(
+    names: &[&str; N],
+    colours: [RGBColor; N],
+) -> Vec<(String, RGBColor)> {
+    names
+        .iter()
+        .zip(colours)
+        .map(|(n, c)| (n.to_string(), c))
+        .collect()
+}
+
 /// Horizontal bars, stacked (shares that add up) or grouped (side by side).
 #[derive(Debug, Clone)]
 pub struct HBars {

@@ -179,14 +179,8 @@ pub fn read_predictions(path: &Path, card: &ModelCard) -> Result<Vec<Prediction>
         .classes
         .get(card.positive_class)
         .ok_or_else(|| ReportError::invalid(path, "model.json's positive class is not a class"))?;
-    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
-    let header = r.headers().map_err(|e| csv_error(path, e))?.clone();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ReportError::invalid(path, format!("no column {name:?}")))
-    };
+    let (mut r, header) = open_csv(path)?;
+    let col = |name: &str| column(path, &header, name);
     let (cn, cl, cp, cq) = (
         col("name")?,
         col("label")?,
@@ -209,6 +203,21 @@ pub fn read_predictions(path: &Path, card: &ModelCard) -> Result<Vec<Prediction>
     Ok(out)
 }
 
+/// A CSV reader and its header row.
+fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, csv::StringRecord)> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
+    let header = r.headers().map_err(|e| csv_error(path, e))?.clone();
+    Ok((r, header))
+}
+
+/// The index of column `name`, or an error naming the file.
+fn column(path: &Path, header: &csv::StringRecord, name: &str) -> Result<usize> {
+    header
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| ReportError::invalid(path, format!("no column {name:?}")))
+}
+
 fn csv_error(path: &Path, e: csv::Error) -> ReportError {
     ReportError::invalid(path, format!("not a readable CSV: {e}"))
 }
@@ -228,14 +237,8 @@ pub struct ImageRow {
 
 /// Reads `per_image.csv` of `leukex evaluate`.
 pub fn read_per_image(path: &Path) -> Result<Vec<ImageRow>> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
-    let header = r.headers().map_err(|e| csv_error(path, e))?.clone();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ReportError::invalid(path, format!("no column {name:?}")))
-    };
+    let (mut r, header) = open_csv(path)?;
+    let col = |name: &str| column(path, &header, name);
     let c: Vec<usize> = [
         "model",
         "stem",

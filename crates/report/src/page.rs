@@ -586,11 +586,7 @@ impl<'a> Page<'a> {
         let mut rows = Vec::new();
         let mut table_rows = Vec::new();
         for m in models {
-            rows.push(BarRow {
-                label: m.entry.id.clone(),
-                values: vec![],
-                emphasis: true,
-            });
+            rows.push(BarRow::heading(m.entry.id.clone()));
             let mut chance = None;
             for method in methods {
                 let Some(r) = s.row(&m.entry.id, method, mode) else {
@@ -633,11 +629,7 @@ impl<'a> Page<'a> {
             }
         }
         if mode == "paper" && v.variant.shortcut.is_none() {
-            rows.push(BarRow {
-                label: "paper (published)".into(),
-                values: vec![],
-                emphasis: true,
-            });
+            rows.push(BarRow::heading("paper (published)"));
             for (name, _, _, v) in PUBLISHED_SHARES {
                 rows.push(BarRow {
                     label: format!("  {name}"),
@@ -653,11 +645,7 @@ impl<'a> Page<'a> {
             ),
             x_label: "share of relevant pixels (%)".into(),
             x_max: 100.0,
-            series: CATEGORIES
-                .iter()
-                .zip(CATEGORY_COLOURS)
-                .map(|(n, c)| (n.to_string(), c))
-                .collect(),
+            series: figures::series(&CATEGORIES, CATEGORY_COLOURS),
             rows,
             stacked: true,
             label_width: 230,
@@ -703,11 +691,7 @@ impl<'a> Page<'a> {
         let mut rows = Vec::new();
         let mut x_max: f64 = 1.0;
         for m in models {
-            rows.push(BarRow {
-                label: m.entry.id.clone(),
-                values: vec![],
-                emphasis: true,
-            });
+            rows.push(BarRow::heading(m.entry.id.clone()));
             for method in methods.iter().filter(|m| !m.starts_with('@')) {
                 let Some(r) = s.row(&m.entry.id, method, mode) else {
                     continue;
@@ -733,11 +717,7 @@ impl<'a> Page<'a> {
             title: format!("Fig. 10: {unit}, mode {mode}, {}", Self::variant_title(v)),
             x_label: unit.into(),
             x_max: x_max * 1.05,
-            series: CATEGORIES
-                .iter()
-                .zip(CATEGORY_COLOURS)
-                .map(|(n, c)| (n.to_string(), c))
-                .collect(),
+            series: figures::series(&CATEGORIES, CATEGORY_COLOURS),
             rows,
             stacked: false,
             label_width: 230,
@@ -773,11 +753,7 @@ impl<'a> Page<'a> {
         let mut rows = Vec::new();
         let mut table_rows = Vec::new();
         for m in models {
-            rows.push(BarRow {
-                label: m.entry.id.clone(),
-                values: vec![],
-                emphasis: true,
-            });
+            rows.push(BarRow::heading(m.entry.id.clone()));
             for method in methods.iter().filter(|m| !m.starts_with('@')) {
                 let Some(r) = s.row(&m.entry.id, method, mode) else {
                     continue;
@@ -804,11 +780,7 @@ impl<'a> Page<'a> {
             }
         }
         if mode == "paper" && v.variant.shortcut.is_none() {
-            rows.push(BarRow {
-                label: "paper (published)".into(),
-                values: vec![],
-                emphasis: true,
-            });
+            rows.push(BarRow::heading("paper (published)"));
             for (class, [n, c]) in PUBLISHED_WITHIN_CELL {
                 rows.push(BarRow {
                     label: format!("  {class}"),
@@ -824,11 +796,7 @@ impl<'a> Page<'a> {
             ),
             x_label: "share of the cell's relevant pixels (%)".into(),
             x_max: 100.0,
-            series: ["nucleus", "cytoplasm", "vacuole"]
-                .iter()
-                .zip(WITHIN_CELL_COLOURS)
-                .map(|(n, c)| (n.to_string(), c))
-                .collect(),
+            series: figures::series(&["nucleus", "cytoplasm", "vacuole"], WITHIN_CELL_COLOURS),
             rows,
             stacked: true,
             label_width: 300,
@@ -1288,11 +1256,7 @@ impl<'a> Page<'a> {
                 else {
                     continue;
                 };
-                rows.push(BarRow {
-                    label: format!("{} vs {}", a.entry.id, b.entry.id),
-                    values: vec![],
-                    emphasis: true,
-                });
+                rows.push(BarRow::heading(format!("{} vs {}", a.entry.id, b.entry.id)));
                 for method in &methods {
                     let ra = clean.summary.row(&a.entry.id, method, &mode);
                     let rb = cheat.summary.row(&b.entry.id, method, &mode);
