@@ -129,6 +129,7 @@ main{margin-left:250px;padding:10px 28px 60px 10px;max-width:1400px}
 h1{font-size:26px}h2{border-bottom:2px solid #ccd;padding-bottom:4px;margin-top:40px}
 h4{margin-bottom:4px}
 .lead{font-size:16px}
+.callout{background:#eef6ff;border-left:5px solid #4a90d9;padding:6px 12px;margin:6px 0}
 .warn{background:#fff4d6;border-left:5px solid #e0a800;padding:8px 12px;margin:10px 0}
 table{border-collapse:collapse;margin:8px 0 16px;background:white}
 th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}

@@ -559,6 +559,27 @@ impl<'a> Page<'a> {
                  the paper's threshold, not the map, decides the picture.</p><div class=\"scroll\">{}</div>",
                 table("num nowrap", &header, &rows)
             );
+            // The oracle in paper mode against the corrected mode, said in words.
+            if let Some(corrected) = self.corrected_mode(s) {
+                for m in &models {
+                    let cell = |mode: &str| {
+                        s.row(&m.entry.id, "@oracle", mode)
+                            .and_then(|r| r.pooled.cell_share)
+                    };
+                    if let (Some(p), Some(c)) = (cell("paper"), cell(&corrected)) {
+                        let _ = write!(
+                            self.html,
+                            "<p class=\"callout\">{}: the oracle map (the cell mask itself) puts \
+                             <b>{} %</b> of its relevant pixels on the cell in paper mode and {} % in \
+                             {} mode.</p>",
+                            escape(&m.entry.id),
+                            pct(Some(p)),
+                            pct(Some(c)),
+                            escape(&corrected)
+                        );
+                    }
+                }
+            }
 
             for mode in self.main_modes(s) {
                 self.fig9(v, &models, &methods, &mode)?;
@@ -1242,6 +1263,7 @@ impl<'a> Page<'a> {
         for mode in self.main_modes(&cheat.summary) {
             let mut rows = Vec::new();
             let mut table_rows = Vec::new();
+            let mut changes: Vec<(String, f64)> = Vec::new();
             let methods: Vec<String> = self
                 .study
                 .methods_in(&cheat.summary)
@@ -1269,6 +1291,9 @@ impl<'a> Page<'a> {
                         values: vec![sa.map(|x| x * 100.0), sb.map(|x| x * 100.0)],
                         emphasis: false,
                     });
+                    if let (Some(x), Some(y)) = (sa, sb) {
+                        changes.push((format!("{} {method}", a.entry.arch), (y - x) * 100.0));
+                    }
                     table_rows.push(vec![
                         escape(&a.entry.arch),
                         escape(method),
@@ -1304,10 +1329,18 @@ impl<'a> Page<'a> {
                 label_width: 260,
             };
             let f = self.save(&fig, &format!("shortcut_{}", slug(&mode)))?;
+            changes.sort_by(|x, y| y.1.total_cmp(&x.1));
             let _ = write!(
                 self.html,
-                "<h4>Mode {}</h4><div class=\"flex\">{}{}</div>",
+                "<h4>Mode {}</h4><p>Red-cell share from the clean to the shortcut model, largest \
+                 rise first: {}. A method whose share does not rise does not show the shortcut.</p>\
+                 <div class=\"flex\">{}{}</div>",
                 escape(&mode),
+                changes
+                    .iter()
+                    .map(|(m, d)| format!("{} ({d:+.1} points)", escape(m)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 figure(
                     &f,
                     &format!("Red-cell share of clean and shortcut models, mode {mode}.")

@@ -44,6 +44,13 @@ fn full_study_report_has_every_part_and_the_evaluation_numbers() {
     assert!(html.contains("Not a reproduction"));
     assert!(html.contains("Leakage cannot be ruled out"));
     assert!(html.contains("The shortcut experiment"));
+    // The shortcut model's maps sit on the red cells: on the raw maps every method's
+    // red-cell share rises; paper mode (red channel of seismic) loses the signed map's.
+    let raw_mean = &html[html.find("<h4>Mode raw-mean</h4>").unwrap()..];
+    assert!(raw_mean.contains("resnet18 grad-cam (+"));
+    assert!(raw_mean.contains("resnet18 lrp-epsilon (+"));
+    let paper = &html[html.find("<h4>Mode paper</h4>").unwrap()..];
+    assert!(paper.contains("resnet18 lrp-epsilon (-"));
     assert!(html.contains("Spread across training seeds"));
     assert!(html.contains("deletion-auc") && html.contains("0.4321"));
     assert!(html.contains("No ratings yet"));
