@@ -12,6 +12,7 @@ use leukex_data::fsutil::write_bytes_atomic;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -589,6 +590,28 @@ impl Draw for ImageGrid {
             );
         };
         text(&mut s, 10, 8, 15, "bold", &self.title);
+        // Every tile as base64 PNG, encoded in parallel.
+        let encoded: Vec<Vec<Option<String>>> = self
+            .tiles
+            .par_iter()
+            .map(|row| {
+                row.iter()
+                    .map(|t| {
+                        t.as_ref()
+                            .map(|img| {
+                                let mut png = Vec::new();
+                                img.write_to(
+                                    &mut std::io::Cursor::new(&mut png),
+                                    image::ImageFormat::Png,
+                                )
+                                .map(|_| crate::html::base64(&png))
+                                .map_err(|e| e.to_string())
+                            })
+                            .transpose()
+                    })
+                    .collect::<std::result::Result<Vec<_>, String>>()
+            })
+            .collect::<std::result::Result<_, String>>()?;
         let width = (self.tile as usize / 7).max(8);
         for (c, label) in self.col_labels.iter().enumerate() {
             let (x, _) = self.origin(0, c);
@@ -618,15 +641,11 @@ impl Draw for ImageGrid {
             for c in 0..self.col_labels.len() {
                 let (x, y) = self.origin(r, c);
                 let t = self.tile;
-                match self.tiles[r].get(c).and_then(|t| t.as_ref()) {
-                    Some(img) => {
-                        let mut png = Vec::new();
-                        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-                            .map_err(|e| e.to_string())?;
+                match encoded[r].get(c).and_then(|t| t.as_ref()) {
+                    Some(b64) => {
                         let _ = write!(
                             s,
-                            r#"<image x="{x}" y="{y}" width="{t}" height="{t}" href="data:image/png;base64,{}"/>"#,
-                            crate::html::base64(&png)
+                            r#"<image x="{x}" y="{y}" width="{t}" height="{t}" href="data:image/png;base64,{b64}"/>"#,
                         );
                     }
                     None => {

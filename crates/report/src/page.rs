@@ -10,6 +10,7 @@ use crate::html::{escape, figure, num, pct, table};
 use crate::inputs::{EvalSummary, SummaryRow};
 use crate::study::{LoadedModel, LoadedVariant, Study};
 use image::RgbImage;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -449,14 +450,17 @@ impl<'a> Page<'a> {
                     .find_map(|m| source_image(m, &stem, &self.study.dir, &v.variant.data));
                 for (overlay, fig_no) in [(false, 7), (true, 8)] {
                     let tile = self.opts.tile;
-                    let mut tiles = Vec::new();
-                    for m in &models {
-                        let mut row = vec![source.as_ref().map(|img| fit(img, tile))];
-                        for method in &methods {
-                            row.push(map_tile(m, &stem, method, overlay, source.as_ref(), tile));
-                        }
-                        tiles.push(row);
-                    }
+                    // Reading and scaling the tiles is most of a grid's time.
+                    let tiles: Vec<Vec<Option<RgbImage>>> = models
+                        .par_iter()
+                        .map(|m| {
+                            std::iter::once(source.as_ref().map(|img| fit(img, tile)))
+                                .chain(methods.iter().map(|method| {
+                                    map_tile(m, &stem, method, overlay, source.as_ref(), tile)
+                                }))
+                                .collect()
+                        })
+                        .collect();
                     let grid = ImageGrid {
                         title: format!(
                             "Fig. {fig_no}: {} of {stem} (true class {class}), {}",
