@@ -1531,18 +1531,28 @@ fn chosen_stems(models: &[&LoadedModel]) -> Vec<(usize, String)> {
         return Vec::new();
     };
     let has_maps = |m: &LoadedModel, stem: &str| m.maps_dir.join(stem).is_dir();
+    // (stem, true class index): from the test predictions, else from explain.json.
+    let mut labelled: Vec<(String, usize)> = first
+        .predictions
+        .iter()
+        .filter_map(|p| {
+            let class = first.card.classes.iter().position(|c| c == &p.label)?;
+            Some((p.stem.clone(), class))
+        })
+        .collect();
+    if labelled.is_empty()
+        && let Some(images) = first.explain.as_ref().and_then(|e| e.images.as_object())
+    {
+        labelled = images
+            .iter()
+            .filter_map(|(stem, info)| Some((stem.clone(), info["true_label"].as_u64()? as usize)))
+            .collect();
+    }
+    labelled.sort();
     let mut by_class: BTreeMap<usize, String> = BTreeMap::new();
-    let mut preds: Vec<&crate::inputs::Prediction> = first.predictions.iter().collect();
-    preds.sort_by(|a, b| a.stem.cmp(&b.stem));
-    for p in preds {
-        let Some(class) = first.card.classes.iter().position(|c| c == &p.label) else {
-            continue;
-        };
-        if by_class.contains_key(&class) {
-            continue;
-        }
-        if models.iter().all(|m| has_maps(m, &p.stem)) {
-            by_class.insert(class, p.stem.clone());
+    for (stem, class) in labelled {
+        if !by_class.contains_key(&class) && models.iter().all(|m| has_maps(m, &stem)) {
+            by_class.insert(class, stem);
         }
     }
     // Positive class (the blast) first, as the paper shows it.

@@ -159,6 +159,10 @@ fn optional_parts_may_be_missing() {
         },
     );
     std::fs::remove_file(dir.join("study.toml")).unwrap();
+    // Without test predictions the heat-map images come from explain.json's labels.
+    for id in ["resnet18", "resnet18-s1"] {
+        std::fs::remove_file(dir.join("runs").join(id).join("test_predictions.csv")).unwrap();
+    }
     // A ratings file that is not a database is reported on the page, not fatal.
     std::fs::write(dir.join("ratings.sqlite"), b"not a database").unwrap();
     let s = write_report(dir).unwrap();
@@ -169,6 +173,12 @@ fn optional_parts_may_be_missing() {
     assert!(html.contains("No study.toml"));
     assert!(html.contains("could not be summarised"));
     assert!(!dir.join("report/figures/shortcut_paper.png").exists());
+    assert!(dir.join("report/figures/fig7_maps_main_all.png").exists());
+    assert!(
+        dir.join("report/figures/fig7_maps_main_healthy.png")
+            .exists()
+    );
+    assert!(!dir.join("report/figures/roc_main.png").exists());
 }
 
 #[test]
