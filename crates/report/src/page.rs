@@ -1650,6 +1650,19 @@ fn json_table(v: &serde_json::Value) -> Option<String> {
             }),
             serde_json::Value::String(s) => escape(s),
             serde_json::Value::Null => "–".into(),
+            // A mean with its interval (leukex's MeanCi).
+            serde_json::Value::Object(o) if o.contains_key("mean") => format!(
+                "{} [{}, {}]",
+                num(o["mean"].as_f64(), 4),
+                num(o.get("lo").and_then(|v| v.as_f64()), 4),
+                num(o.get("hi").and_then(|v| v.as_f64()), 4)
+            ),
+            // Per-layer values and the like: their count here, the values on hover.
+            serde_json::Value::Array(a) => format!(
+                "<span title=\"{}\">{} values</span>",
+                escape(&v.to_string()),
+                a.len()
+            ),
             other => escape(&other.to_string()),
         }
     };

@@ -175,10 +175,15 @@ impl SyntheticStudy {
             }
             if self.model_metrics {
                 for id in &ids {
+                    // The shape `leukex-study`'s model metrics write.
                     let mm = json!({"model": id, "faithfulness": [
-                        {"method": self.methods[0], "metric": "deletion-auc", "mean": 0.4321,
-                         "ci_lo": 0.4, "ci_hi": 0.45}],
-                        "sanity": []});
+                        {"method": self.methods[0], "metric": "deletion-auc", "n": 6,
+                         "ci95": {"n": 6, "mean": 0.4321, "lo": 0.4, "hi": 0.45}}],
+                        "sanity": [
+                        {"method": self.methods[0], "similarity": "spearman",
+                         "layers": [{"layer": "fc", "mean": 0.5}, {"layer": "conv1", "mean": 0.1}],
+                         "last_correlation": {"n": 6, "mean": 0.1, "lo": 0.05, "hi": 0.15},
+                         "average_correlation": 0.3}]});
                     write_json_atomic(
                         &eval.join("models").join(id).join("model_metrics.json"),
                         &mm,
