@@ -885,6 +885,14 @@ impl<'a> Page<'a> {
                         spread(&cat(0), 100.0, 2),
                         spread(&cat(1), 100.0, 2),
                         spread(&cat(2), 100.0, 2),
+                        spread(
+                            &rs.iter()
+                                .filter_map(|r| r.localisation.get("auc").copied().flatten())
+                                .map(|c| c.mean)
+                                .collect::<Vec<_>>(),
+                            1.0,
+                            3,
+                        ),
                     ]);
                 }
             }
@@ -896,7 +904,15 @@ impl<'a> Page<'a> {
              per model; this is the variation from retraining.</p>{}",
             table(
                 "num small l3",
-                &["group", "mode", "method", "cell", "red cells", "background"],
+                &[
+                    "group",
+                    "mode",
+                    "method",
+                    "cell",
+                    "red cells",
+                    "background",
+                    "localisation AUC"
+                ],
                 &rows
             )
         );

@@ -52,6 +52,7 @@ fn full_study_report_has_every_part_and_the_evaluation_numbers() {
     let paper = &html[html.find("<h4>Mode paper</h4>").unwrap()..];
     assert!(paper.contains("resnet18 lrp-epsilon (-"));
     assert!(html.contains("Spread across training seeds"));
+    assert!(html.contains("<th>localisation AUC</th>"));
     assert!(html.contains("deletion-auc") && html.contains("0.4321 [0.4000, 0.4500]"));
     assert!(html.contains("Sanity (MPRT)") && html.contains("2 values"));
     assert!(html.contains("No ratings yet"));
