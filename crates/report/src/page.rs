@@ -1702,6 +1702,65 @@ mod tests {
         assert!(roc_points(&[(0.5, true)]).is_none());
     }
 
+    fn tests_with(methods: &[&str], verdicts: &[(&str, &str, &str)]) -> crate::inputs::MethodTests {
+        crate::inputs::MethodTests {
+            model: "m".into(),
+            mode: "paper".into(),
+            metric: "cell_share".into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            complete_images: 10,
+            friedman: None,
+            pairs: verdicts
+                .iter()
+                .map(|(a, b, v)| crate::inputs::PairTest {
+                    a: a.to_string(),
+                    b: b.to_string(),
+                    n: 10,
+                    median_difference: 0.0,
+                    pvalue: Some(0.01),
+                    pvalue_holm: Some(0.01),
+                    verdict: v.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ranking_only_from_a_complete_consistent_set_of_verdicts() {
+        // x > y, x > z, y > z in the a/b orientation evaluate writes (sorted pairs).
+        let t = tests_with(
+            &["x", "y", "z"],
+            &[("x", "y", "a>b"), ("x", "z", "a>b"), ("y", "z", "a>b")],
+        );
+        assert_eq!(
+            ranking(&t),
+            Ranking::Total(vec!["x".into(), "y".into(), "z".into()])
+        );
+        let t = tests_with(
+            &["x", "y", "z"],
+            &[("x", "y", "a<b"), ("x", "z", "a<b"), ("y", "z", "a>b")],
+        );
+        assert_eq!(
+            ranking(&t),
+            Ranking::Total(vec!["y".into(), "z".into(), "x".into()])
+        );
+        // One pair undecided: only the separated pairs.
+        let t = tests_with(
+            &["x", "y", "z"],
+            &[("x", "y", "a>b"), ("x", "z", "none"), ("y", "z", "a>b")],
+        );
+        assert_eq!(
+            ranking(&t),
+            Ranking::Pairs(vec![("x".into(), "y".into()), ("y".into(), "z".into())])
+        );
+        // A cycle is no ranking either.
+        let t = tests_with(
+            &["x", "y", "z"],
+            &[("x", "y", "a>b"), ("x", "z", "a<b"), ("y", "z", "a>b")],
+        );
+        assert!(matches!(ranking(&t), Ranking::Pairs(p) if p.len() == 3));
+    }
+
     #[test]
     fn spread_reports_sample_sd() {
         // values 0.1, 0.2, 0.3: mean 20 %, sd 10 %.

@@ -251,3 +251,31 @@ fn ratings_fill_table_2() {
     assert!(html.contains("<td>2.00 ["));
     assert!(html.contains("<td>50.0</td>"));
 }
+
+#[test]
+fn a_bad_per_image_row_names_the_file_and_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(
+        dir,
+        &SyntheticStudy {
+            shortcut: false,
+            ..Default::default()
+        },
+    );
+    let path = dir.join("eval/per_image.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = header.iter().position(|h| *h == "cell_amount").unwrap();
+    let mut cells: Vec<String> = lines[3].split(',').map(String::from).collect();
+    cells[col] = "lots".into();
+    lines[3] = cells.join(",");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let err = write_report(dir).unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("row 4") && err.contains("cell_amount"),
+        "{err}"
+    );
+}
