@@ -14,6 +14,19 @@ fn build(dir: &Path, o: &SyntheticStudy) {
     o.write(dir);
 }
 
+/// The default study without its shortcut variant, in a temporary folder.
+fn clean_study() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    build(
+        tmp.path(),
+        &SyntheticStudy {
+            shortcut: false,
+            ..Default::default()
+        },
+    );
+    tmp
+}
+
 fn pct(v: &Value) -> String {
     v.as_f64()
         .map_or("–".into(), |v| format!("{:.2}", v * 100.0))
@@ -219,15 +232,8 @@ fn missing_manifest_and_unknown_variant_are_errors_naming_the_file() {
 #[test]
 fn ratings_fill_table_2() {
     use leukex_web::round::{ItemKind, RoundItem};
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = clean_study();
     let dir = tmp.path();
-    build(
-        dir,
-        &SyntheticStudy {
-            shortcut: false,
-            ..Default::default()
-        },
-    );
     let mut store = leukex_web::store::Store::open(&dir.join("ratings.sqlite")).unwrap();
     let items: Vec<RoundItem> = ["Im001_1", "Im002_1"]
         .iter()
@@ -254,15 +260,8 @@ fn ratings_fill_table_2() {
 
 #[test]
 fn a_bad_per_image_row_names_the_file_and_row() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = clean_study();
     let dir = tmp.path();
-    build(
-        dir,
-        &SyntheticStudy {
-            shortcut: false,
-            ..Default::default()
-        },
-    );
     let path = dir.join("eval/per_image.csv");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
