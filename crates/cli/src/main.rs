@@ -38,6 +38,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Join the outputs of `leukex run --shard K/N` and finish the study (evaluation, report).
     Merge(run_cmd::MergeArgs),
+    /// Write (again) a study's report, DIR/report/index.html with its figures (PNG and SVG): after expert ratings in `leukex serve`, for example.
+    Report(ReportArgs),
     /// Generate the built-in synthetic ALL-IDB2: smear crops with exact morphology masks.
     Synth(SynthArgs),
     /// Inspect, split and augment a data set.
@@ -63,6 +65,12 @@ enum Command {
     /// Expert ratings of heat maps made in `leukex serve`.
     #[command(subcommand)]
     Ratings(serve_cmd::RatingsCommand),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The study folder (`leukex run` / `leukex demo` output).
+    dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +109,16 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Demo(args) => run_cmd::demo(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Merge(args) => run_cmd::merge(args),
+        Command::Report(args) => {
+            let r = leukex_report::write_report(&args.dir)?;
+            println!(
+                "{} figures in {:.1} s; report: {}",
+                r.figures.len(),
+                r.seconds,
+                r.index.display()
+            );
+            Ok(())
+        }
         Command::Synth(args) => synth(args),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Evaluate(args) => evaluate_cmd::run(args),

@@ -87,6 +87,8 @@ pub enum StudyError {
     Synth(#[from] leukex_synth::SynthError),
     #[error(transparent)]
     Split(#[from] leukex_data::split::SplitError),
+    #[error(transparent)]
+    Report(#[from] leukex_report::ReportError),
 }
 
 type Result<T> = std::result::Result<T, StudyError>;

@@ -14,7 +14,7 @@ use leukex_evaluate::{EvaluateOptions, Mode, Region, evaluate_dir};
 use leukex_explain::pipeline::{
     ExplainInput, ExplainRequest, ModelInfo, input_bounds, parse_methods, run_explain,
 };
-use leukex_explain::preset::{PAPER_ASSUMPTIONS, PAPER_PRESET};
+use leukex_explain::preset::PAPER_PRESET;
 use leukex_explain::{ExplainOptions, MethodParams};
 use leukex_models::{Classifier, StateDict};
 use leukex_train::{Init, ModelCard};
@@ -632,7 +632,6 @@ fn assemble_explain_json(grid: &Grid, m: &ModelPlan) -> Result<Vec<String>, Stud
         o.remove("seconds");
         o.remove("batches");
     }
-    let _ = PAPER_ASSUMPTIONS; // the paper run's report carries them
     let path = grid.out.join("maps").join(&m.id).join("explain.json");
     write_json_atomic(&path, &doc)?;
     Ok(file_ids)
@@ -725,76 +724,119 @@ fn model_metrics(grid: &Grid, m: &ModelPlan) -> Result<(), StudyError> {
     Ok(())
 }
 
-/// `study.json`: what the report and the viewer need to know about the study.
+/// `study.json` (what the report and the viewer need to know about the study), then the
+/// report.
 fn write_manifest(grid: &Grid) -> Result<(), StudyError> {
-    let models: Vec<Value> = grid
+    use leukex_report::{DataInfo, MethodEntry, ModelEntry, STUDY_FORMAT, StudyManifest, Variant};
+    let models: Vec<ModelEntry> = grid
         .models
         .iter()
-        .map(|m| {
-            let v = &grid.variants[grid.variant_of(m)];
-            json!({
-                "id": m.id,
-                "group": m.group,
-                "arch": m.config.arch,
-                "seed": m.config.seed,
-                "variant": v.id,
-                "image_size": m.config.image_size,
-                "weights": m.weights.name(),
-                "epochs": m.config.epochs,
-                "run": format!("runs/{}", m.id),
-                "maps": format!("maps/{}", m.id),
-            })
+        .map(|m| ModelEntry {
+            id: m.id.clone(),
+            group: m.group.clone(),
+            arch: m.config.arch.as_str().to_string(),
+            seed: m.config.seed,
+            variant: grid.variants[grid.variant_of(m)].id.clone(),
+            image_size: m.config.image_size,
+            weights: m.weights.name(),
+            epochs: m.config.epochs,
+            run: format!("runs/{}", m.id),
+            maps: format!("maps/{}", m.id),
         })
         .collect();
-    let variants: Vec<Value> = grid
+    let variants: Vec<Variant> = grid
         .variants
         .iter()
-        .map(|v| {
-            json!({
-                "id": v.id,
-                "data": rel(&grid.out, &v.data),
-                "masks": rel(&grid.out, &v.masks),
-                "eval": v.eval,
-                "shortcut": v.shortcut,
-            })
+        .map(|v| Variant {
+            id: v.id.clone(),
+            data: rel(&grid.out, &v.data),
+            masks: rel(&grid.out, &v.masks),
+            eval: v.eval.clone(),
+            shortcut: v.shortcut.map(|s| s.name().to_string()),
         })
         .collect();
-    let methods: Vec<Value> = grid
-        .method_names()
-        .iter()
-        .map(|(conv, name)| json!({"name": name, "paper": *conv == Conventions::Paper}))
-        .collect();
-    let groups_known = if grid.variants[0].built_in {
-        // Built-in crops are generated one by one: no slide is shared.
+    // The methods by their file ids, in the study's order (from the first model's cells).
+    let mut methods: Vec<MethodEntry> = Vec::new();
+    if let Some(m) = grid.models.first() {
+        for r in records_of_model(grid, m)? {
+            for mr in &r.methods {
+                if !methods.iter().any(|e| e.id == mr.file_id) {
+                    methods.push(MethodEntry {
+                        id: mr.file_id.clone(),
+                        paper: mr.conventions == Conventions::Paper,
+                    });
+                }
+            }
+        }
+    }
+    let order = grid.method_names();
+    methods.sort_by_key(|e| {
+        order
+            .iter()
+            .position(|(conv, name)| {
+                (*conv == Conventions::Paper) == e.paper && e.id.starts_with(name.as_str())
+            })
+            .unwrap_or(usize::MAX)
+    });
+    let v0 = &grid.variants[0];
+    let groups_known = if v0.built_in {
+        // Built-in crops are drawn one by one: no two share a slide.
         true
     } else {
-        let ds: Dataset = open_variant_data(&grid.study, &grid.variants[0])?;
+        let ds: Dataset = open_variant_data(&grid.study, v0)?;
         ds.samples.iter().any(|s| s.group.is_some())
     };
     let data = match &grid.study.data.synth {
-        Some(s) => json!({
-            "kind": "synth",
-            "description": format!("built-in synthetic ALL-IDB2 ({} crops of {} px, seed {})", s.n, s.size, s.seed),
-            "reproduction": false,
-            "groups_known": groups_known,
-        }),
-        None => json!({
-            "kind": "user",
-            "description": format!("{}", grid.variants[0].data.display()),
-            "reproduction": grid.variants[0].masks.is_dir(),
-            "groups_known": groups_known,
-        }),
+        Some(s) => DataInfo {
+            kind: "synth".into(),
+            description: format!(
+                "built-in synthetic ALL-IDB2 ({} crops of {} px, seed {}) with exact masks",
+                s.n, s.size, s.seed
+            ),
+            reproduction: false,
+            groups_known,
+        },
+        None => DataInfo {
+            kind: "user".into(),
+            description: v0.data.display().to_string(),
+            reproduction: false,
+            groups_known,
+        },
     };
-    write_json_atomic(
-        &grid.out.join("study.json"),
-        &json!({
-            "format": "leukex-study-1",
-            "name": grid.study.name,
-            "data": data,
-            "variants": variants,
-            "models": models,
-            "methods": methods,
-        }),
-    )?;
+    let notes = grid
+        .models
+        .iter()
+        .filter(|m| {
+            m.config.image_size != 224
+                || m.weights != WeightsSource::ImageNet
+                || m.config.augment_per_class != 1000
+        })
+        .map(|m| {
+            format!(
+                "{}: {} for {} epochs at {} px on {} augmented images per class (the paper: ImageNet weights, 224 px, 1000 per class)",
+                m.id,
+                match &m.weights {
+                    WeightsSource::Scratch => "trained from random init".to_string(),
+                    WeightsSource::ImageNet => "fine-tuned from ImageNet weights".to_string(),
+                    WeightsSource::File(p) => format!("fine-tuned from {}", p.display()),
+                },
+                m.config.epochs,
+                m.config.image_size,
+                m.config.augment_per_class
+            )
+        })
+        .collect();
+    let manifest = StudyManifest {
+        format: STUDY_FORMAT.into(),
+        name: grid.study.name.clone(),
+        quick: grid.study.name == "quick",
+        data,
+        variants,
+        models,
+        methods,
+        notes,
+    };
+    write_json_atomic(&grid.out.join("study.json"), &manifest)?;
+    leukex_report::write_report(&grid.out)?;
     Ok(())
 }
