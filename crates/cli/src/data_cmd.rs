@@ -179,15 +179,7 @@ fn summary(args: &DatasetArgs, json: Option<&Path>) -> Result<()> {
 
 /// The stratified split of `ds` (found at `dir`) with `cfg`.
 pub(crate) fn make_split(ds: &Dataset, dir: &Path, cfg: &SplitConfig) -> Result<Split> {
-    let items: Vec<SplitItem> = ds
-        .samples
-        .iter()
-        .map(|s| SplitItem {
-            stem: s.stem.clone(),
-            label: s.label,
-            group: s.group.clone(),
-        })
-        .collect();
+    let items = SplitItem::of(ds);
     if cfg.group_split && items.iter().all(|i| i.group.is_none()) {
         bail!(
             "--group-split: {} has no groups (give a manifest.csv with a group column)",

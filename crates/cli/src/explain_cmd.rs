@@ -49,7 +49,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     out: PathBuf,
     /// Class explained: pred (the arg-max logit), true (the label Y of an ALL-IDB2 name ImNNN_Y) or a class index.
-    #[arg(long, default_value = "pred", value_parser = parse_target)]
+    #[arg(long, default_value = "pred", value_parser = Target::parse)]
     target: Target,
     /// CAM methods (score-cam too): the layer (a named output, e.g. layer4.1.conv2; default: resnet layer4, vgg19 features.35, googlenet inception5b, efficientnet-lite0 extract_features).
     #[arg(long)]
@@ -127,17 +127,6 @@ fn parse_cam_style(s: &str) -> Result<CamStyle, String> {
 fn parse_init_relevance(s: &str) -> Result<InitRelevance, String> {
     InitRelevance::parse(s)
         .ok_or_else(|| format!("unknown initial relevance {s:?} (expected onehot or score)"))
-}
-
-fn parse_target(s: &str) -> Result<Target, String> {
-    match s {
-        "pred" | "predicted" => Ok(Target::Predicted),
-        "true" => Ok(Target::True),
-        k => k
-            .parse::<usize>()
-            .map(Target::Index)
-            .map_err(|_| format!("expected pred, true or a class index, got {s:?}")),
-    }
 }
 
 pub fn run(mut a: ExplainArgs) -> Result<()> {
@@ -309,9 +298,9 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!(parse_target("pred"), Ok(Target::Predicted));
-        assert_eq!(parse_target("true"), Ok(Target::True));
-        assert_eq!(parse_target("3"), Ok(Target::Index(3)));
-        assert!(parse_target("blast").is_err());
+        assert_eq!(Target::parse("pred"), Ok(Target::Predicted));
+        assert_eq!(Target::parse("true"), Ok(Target::True));
+        assert_eq!(Target::parse("3"), Ok(Target::Index(3)));
+        assert!(Target::parse("blast").is_err());
     }
 }

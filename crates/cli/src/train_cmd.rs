@@ -97,22 +97,6 @@ pub struct TrainArgs {
     positive_class: Option<String>,
 }
 
-fn optimizer(name: &str, momentum: f64) -> Result<OptimizerKind> {
-    Ok(match name {
-        "sgdm" => OptimizerKind::sgdm(momentum),
-        "sgd" => OptimizerKind::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-        },
-        "nesterov" => OptimizerKind::Sgd {
-            momentum,
-            nesterov: true,
-        },
-        "adam" => OptimizerKind::adam(),
-        other => bail!("unknown optimizer {other:?} (expected sgdm, sgd, nesterov, adam)"),
-    })
-}
-
 pub fn run(a: TrainArgs) -> Result<()> {
     let ds = a.data.open()?;
     let split = match &a.split {
@@ -135,7 +119,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     cfg.seed = a.seed;
     let momentum = a.momentum.unwrap_or(0.9);
     if let Some(o) = &a.optimizer {
-        cfg.optimizer = optimizer(o, momentum)?;
+        cfg.optimizer =
+            OptimizerKind::parse(o, momentum).map_err(|e| anyhow::anyhow!("--optimizer: {e}"))?;
     } else if let (Some(m), OptimizerKind::Sgd { nesterov, .. }) = (a.momentum, cfg.optimizer) {
         cfg.optimizer = OptimizerKind::Sgd {
             momentum: m,
@@ -187,7 +172,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         file => weights_init(PathBuf::from(file))?,
     };
-    let positive = positive_class(a.positive_class.as_deref(), &ds.classes)?;
+    let positive = leukex_train::positive_class(a.positive_class.as_deref(), &ds.classes)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
 
     eprintln!(
         "training {} on {} ({} classes: {}), positive class {:?}; run folder {}",
@@ -293,23 +279,4 @@ fn weights_init(path: PathBuf) -> Result<Init> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     Ok(Init::Weights { sd, name })
-}
-
-fn positive_class(spec: Option<&str>, classes: &[String]) -> Result<usize> {
-    if let Some(s) = spec {
-        if let Some(i) = classes.iter().position(|c| c == s) {
-            return Ok(i);
-        }
-        return match s.parse::<usize>() {
-            Ok(i) if i < classes.len() => Ok(i),
-            _ => bail!(
-                "--positive-class {s:?}: not a class name or index (classes: {})",
-                classes.join(", ")
-            ),
-        };
-    }
-    Ok(classes
-        .iter()
-        .position(|c| matches!(c.to_lowercase().as_str(), "all" | "blast" | "blasts"))
-        .unwrap_or(1.min(classes.len().saturating_sub(1))))
 }

@@ -40,6 +40,20 @@ pub struct SplitItem {
     pub group: Option<String>,
 }
 
+impl SplitItem {
+    /// The items of a data set: each image's stem, class and group.
+    pub fn of(ds: &crate::dataset::Dataset) -> Vec<SplitItem> {
+        ds.samples
+            .iter()
+            .map(|s| SplitItem {
+                stem: s.stem.clone(),
+                label: s.label,
+                group: s.group.clone(),
+            })
+            .collect()
+    }
+}
+
 /// How many images of each class go to the test side.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

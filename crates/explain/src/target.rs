@@ -15,6 +15,20 @@ pub enum Target {
     Index(usize),
 }
 
+impl Target {
+    /// `true`, `pred` / `predicted`, or a class index.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        match s {
+            "pred" | "predicted" => Ok(Target::Predicted),
+            "true" => Ok(Target::True),
+            k => k
+                .parse::<usize>()
+                .map(Target::Index)
+                .map_err(|_| format!("expected pred, true or a class index, got {s:?}")),
+        }
+    }
+}
+
 /// A `[N, K]` one-hot seed with `like`'s dtype and device.
 pub fn one_hot(targets: &[usize], k: usize, like: &Tensor<2>) -> Tensor<2> {
     let n = targets.len();

@@ -15,12 +15,30 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| ReportError::invalid(path, format!("not {what}: {e}")))
 }
 
+/// A number that leukex-evaluate writes as `null` when it is undefined (NaN: no pair of
+/// images differs, a map without relevant pixels): read back as NaN, shown as "n/a".
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nan_if_null_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, f64>, D::Error> {
+    let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
+}
+
 /// `MeanCi` of leukex-evaluate: a mean with its bootstrap confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct MeanCi {
     pub n: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub lo: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub hi: f64,
 }
 
@@ -67,6 +85,7 @@ pub struct SummaryRow {
     pub undefined: usize,
     pub pooled: Pooled,
     pub mean_share: BTreeMap<String, Option<MeanCi>>,
+    #[serde(deserialize_with = "nan_if_null_map")]
     pub mean_amount: BTreeMap<String, f64>,
     /// Keyed by the true label index as text (`"0"`, `"1"`, or `"unknown"`).
     pub within_cell_by_label: BTreeMap<String, [Option<f64>; 3]>,
@@ -75,7 +94,9 @@ pub struct SummaryRow {
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct Friedman {
+    #[serde(deserialize_with = "nan_if_null")]
     pub statistic: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub pvalue: f64,
 }
 
@@ -84,6 +105,7 @@ pub struct PairTest {
     pub a: String,
     pub b: String,
     pub n: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub median_difference: f64,
     pub pvalue: Option<f64>,
     pub pvalue_holm: Option<f64>,
@@ -292,4 +314,23 @@ pub struct ExplainJson {
     pub target: Option<serde_json::Value>,
     #[serde(default)]
     pub images: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_numbers_written_as_null_read_back_as_nan() {
+        // What leukex-evaluate writes for a pair of methods with no usable image pair.
+        let p: PairTest = serde_json::from_str(
+            r#"{"a": "x", "b": "y", "n": 0, "median_difference": null, "statistic": null,
+                "pvalue": null, "pvalue_holm": null, "verdict": "none"}"#,
+        )
+        .unwrap();
+        assert!(p.median_difference.is_nan() && p.pvalue.is_none());
+        let m: MeanCi =
+            serde_json::from_str(r#"{"n": 0, "mean": null, "lo": null, "hi": null}"#).unwrap();
+        assert!(m.mean.is_nan() && m.hi.is_nan());
+    }
 }

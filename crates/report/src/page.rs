@@ -1136,7 +1136,7 @@ impl<'a> Page<'a> {
                         escape(&p.a),
                         escape(&p.b),
                         p.n.to_string(),
-                        format!("{:.4}", p.median_difference),
+                        num(Some(p.median_difference).filter(|v| v.is_finite()), 4),
                         num(p.pvalue, 4),
                         num(p.pvalue_holm, 4),
                         escape(&p.verdict),

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 
 use leukex_data::dataset::{Dataset, OpenOptions};
 use leukex_data::split::{Split, SplitConfig, SplitItem, TestSize};
-use leukex_explain::Target;
 use leukex_synth::Shortcut;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::StudyError;
-use crate::spec::{ModelPlan, Study, WeightsSource};
+use crate::spec::{ExplainSpec, ModelPlan, Study, WeightsSource};
+use leukex_explain::pipeline::{input_bounds, method_file_id};
+use leukex_explain::preset::PAPER_PRESET;
+use leukex_explain::{ExplainOptions, Method, MethodParams};
 
 /// leukex's version: part of every key, so a new release recomputes.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -141,17 +143,6 @@ pub struct Grid {
     pub cells: Vec<Cell>,
 }
 
-pub fn parse_target(s: &str) -> Result<Target, String> {
-    match s {
-        "pred" | "predicted" => Ok(Target::Predicted),
-        "true" => Ok(Target::True),
-        k => k
-            .parse::<usize>()
-            .map(Target::Index)
-            .map_err(|_| format!("expected true, pred or a class index, got {s:?}")),
-    }
-}
-
 /// FNV-1a of a value's JSON, as 16 hex digits.
 pub fn key_of(value: &serde_json::Value) -> String {
     format!("{:016x}", leukex_hash::fnv1a64(&value.to_string()))
@@ -274,15 +265,7 @@ impl Grid {
                 built_in: false,
                 key: key_of(&key),
             });
-            split_items = ds
-                .samples
-                .iter()
-                .map(|s| SplitItem {
-                    stem: s.stem.clone(),
-                    label: s.label,
-                    group: s.group.clone(),
-                })
-                .collect();
+            split_items = SplitItem::of(&ds);
             classes = ds.classes.clone();
         }
         let sp = &study.split;
@@ -397,22 +380,33 @@ impl Grid {
             });
             let mut explain_ids = Vec::new();
             let mut explain_keys = Vec::new();
+            // Each method as it will run (with exactly the parameters it uses), so that a
+            // changed parameter recomputes only the methods it belongs to.
+            let prep = leukex_train::preprocessing_for(m.config.arch, m.config.image_size);
+            let bounds = input_bounds(&prep.normalization);
+            let mut resolved = Vec::new();
+            for (conv, name) in &methods {
+                let params = method_params(e, *conv, bounds.clone());
+                let options = explain_options(*conv);
+                let method = Method::parse(name, &params).map_err(|r| StudyError::Spec {
+                    path: self.out.join("study.toml"),
+                    reason: format!("explain.methods: {r}"),
+                })?;
+                let file_id = method_file_id(&method, &params, &options);
+                let spec = json!({"method": method, "options": options});
+                resolved.push((*conv, file_id, name.clone(), spec));
+            }
             for (b, stems) in self.split.test.chunks(e.images_per_cell).enumerate() {
                 let mut method_keys = Vec::new();
-                for (conv, name) in &methods {
+                for (conv, file_id, name, spec) in &resolved {
                     let mk = key_of(&json!({
                         "version": VERSION,
                         "model": train_key,
                         "stems": stems,
-                        "method": name,
-                        "conventions": conv,
-                        "params": {
-                            "epsilon": e.epsilon, "gamma": e.gamma, "steps": e.steps,
-                            "samples": e.samples, "sigma": e.sigma, "seed": e.seed,
-                        },
+                        "method": spec,
                         "target": e.target,
                     }));
-                    method_keys.push((*conv, String::new(), name.clone(), mk));
+                    method_keys.push((*conv, file_id.clone(), name.clone(), mk));
                 }
                 let key = key_of(&json!(
                     method_keys.iter().map(|m| m.3.clone()).collect::<Vec<_>>()
@@ -568,6 +562,44 @@ impl Grid {
             m.entry(c.stage).or_default().push(c);
         }
         m
+    }
+}
+
+/// The method parameters of `conv` (the paper's ε and iNNvestigate's LRP for the paper's).
+pub(crate) fn method_params(
+    e: &ExplainSpec,
+    conv: Conventions,
+    bounds: (Vec<f64>, Vec<f64>),
+) -> MethodParams {
+    let paper = conv == Conventions::Paper;
+    MethodParams {
+        epsilon: if paper {
+            Some(PAPER_PRESET.epsilon)
+        } else {
+            e.epsilon
+        },
+        gamma: e.gamma,
+        steps: e.steps,
+        ig_rule: None,
+        samples: e.samples,
+        sigma: e.sigma,
+        seed: Some(e.seed),
+        layer: None,
+        score_cam_batch: None,
+        bounds: Some(bounds),
+        innvestigate: paper && PAPER_PRESET.innvestigate_compat,
+    }
+}
+
+/// The run options of `conv`.
+pub(crate) fn explain_options(conv: Conventions) -> ExplainOptions {
+    match conv {
+        Conventions::Leukex => ExplainOptions::default(),
+        Conventions::Paper => ExplainOptions {
+            score: PAPER_PRESET.score,
+            init_relevance: PAPER_PRESET.init_relevance,
+            cam_style: PAPER_PRESET.cam_style,
+        },
     }
 }
 

@@ -14,15 +14,16 @@ use leukex_evaluate::{EvaluateOptions, Mode, Region, evaluate_dir};
 use leukex_explain::pipeline::{
     ExplainInput, ExplainRequest, ModelInfo, input_bounds, parse_methods, run_explain,
 };
-use leukex_explain::preset::PAPER_PRESET;
-use leukex_explain::{ExplainOptions, MethodParams};
 use leukex_models::{Classifier, StateDict};
 use leukex_train::{Init, ModelCard};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::StudyError;
-use crate::grid::{Cell, CellWork, Conventions, Grid, Stage, open_variant_data, parse_target, rel};
+use crate::grid::{
+    Cell, CellWork, Conventions, Grid, Stage, explain_options, method_params, open_variant_data,
+    rel,
+};
 use crate::model_metrics::{
     FaithfulnessMetric, ModelMetricsOptions, StudyModel, run_model_metrics,
 };
@@ -312,27 +313,6 @@ fn make_data(grid: &Grid, vi: usize, c: &Cell, obs: &dyn Observer) -> Result<(),
     Ok(())
 }
 
-/// The class whose sensitivity and ROC are reported: the study's, else `all`/`blast`,
-/// else class 1.
-pub fn positive_class(spec: Option<&str>, classes: &[String]) -> Result<usize, String> {
-    if let Some(s) = spec {
-        if let Some(i) = classes.iter().position(|c| c == s) {
-            return Ok(i);
-        }
-        return match s.parse::<usize>() {
-            Ok(i) if i < classes.len() => Ok(i),
-            _ => Err(format!(
-                "positive class {s:?}: not a class name or index (classes: {})",
-                classes.join(", ")
-            )),
-        };
-    }
-    Ok(classes
-        .iter()
-        .position(|c| matches!(c.to_lowercase().as_str(), "all" | "blast" | "blasts"))
-        .unwrap_or(1.min(classes.len().saturating_sub(1))))
-}
-
 const CELL_KEY_FILE: &str = ".leukex-cell-key";
 
 fn train_model(grid: &Grid, m: &ModelPlan, c: &Cell, obs: &dyn Observer) -> Result<(), StudyError> {
@@ -369,12 +349,12 @@ fn train_model(grid: &Grid, m: &ModelPlan, c: &Cell, obs: &dyn Observer) -> Resu
         }
         WeightsSource::File(p) => weights_init(p)?,
     };
-    let positive = positive_class(grid.study.data.positive_class.as_deref(), &ds.classes).map_err(
-        |reason| StudyError::Spec {
-            path: grid.out.join("study.toml"),
-            reason: format!("data.{reason}"),
-        },
-    )?;
+    let positive =
+        leukex_train::positive_class(grid.study.data.positive_class.as_deref(), &ds.classes)
+            .map_err(|reason| StudyError::Spec {
+                path: grid.out.join("study.toml"),
+                reason: format!("data.{reason}"),
+            })?;
     let epochs = m.config.epochs;
     leukex_train::train(
         &run_dir,
@@ -426,39 +406,6 @@ fn load_trained(
     Ok((model, card, weights))
 }
 
-fn method_params(grid: &Grid, conv: Conventions, bounds: (Vec<f64>, Vec<f64>)) -> MethodParams {
-    let e = &grid.study.explain;
-    let paper = conv == Conventions::Paper;
-    MethodParams {
-        epsilon: if paper {
-            Some(PAPER_PRESET.epsilon)
-        } else {
-            e.epsilon
-        },
-        gamma: e.gamma,
-        steps: e.steps,
-        ig_rule: None,
-        samples: e.samples,
-        sigma: e.sigma,
-        seed: Some(e.seed),
-        layer: None,
-        score_cam_batch: None,
-        bounds: Some(bounds),
-        innvestigate: paper && PAPER_PRESET.innvestigate_compat,
-    }
-}
-
-fn explain_options(conv: Conventions) -> ExplainOptions {
-    match conv {
-        Conventions::Leukex => ExplainOptions::default(),
-        Conventions::Paper => ExplainOptions {
-            score: PAPER_PRESET.score,
-            init_relevance: PAPER_PRESET.init_relevance,
-            cam_style: PAPER_PRESET.cam_style,
-        },
-    }
-}
-
 fn explain_cell(
     grid: &Grid,
     m: &ModelPlan,
@@ -501,9 +448,11 @@ fn explain_cell(
         classes: Some(card.classes.clone()),
     };
     let bounds = input_bounds(&card.preprocessing.normalization);
-    let target = parse_target(&grid.study.explain.target).map_err(|r| StudyError::Spec {
-        path: grid.out.join("study.toml"),
-        reason: format!("explain.target: {r}"),
+    let target = leukex_explain::Target::parse(&grid.study.explain.target).map_err(|r| {
+        StudyError::Spec {
+            path: grid.out.join("study.toml"),
+            reason: format!("explain.target: {r}"),
+        }
     })?;
     let mut record = empty_record(c);
     record.methods = kept.clone();
@@ -518,7 +467,7 @@ fn explain_cell(
             }
             continue;
         }
-        let params = method_params(grid, conv, bounds.clone());
+        let params = method_params(&grid.study.explain, conv, bounds.clone());
         let names: Vec<String> = todo.iter().map(|t| t.2.clone()).collect();
         let parsed = parse_methods(&names, &[], &params, &bounds)?;
         let options = explain_options(conv);

@@ -378,7 +378,7 @@ impl Study {
                 "batch and images_per_cell must be at least 1".into(),
             ));
         }
-        crate::grid::parse_target(&e.target).map_err(|r| bad("explain.target", r))?;
+        leukex_explain::Target::parse(&e.target).map_err(|r| bad("explain.target", r))?;
         for name in &e.methods {
             if !leukex_explain::METHOD_NAMES.contains(&name.as_str()) {
                 return Err(bad(
@@ -434,6 +434,10 @@ impl Study {
         let mut out = Vec::new();
         for (i, m) in self.models.iter().enumerate() {
             let key = |k: &str| format!("models[{i}].{k}");
+            // A value set in [train] is named there.
+            let from = |k: &str, own: bool| {
+                if own { key(k) } else { format!("train.{k}") }
+            };
             let arch = m.arch.ok_or_else(|| spec_err(&key("arch"), "missing"))?;
             let base_id = m.id.clone().unwrap_or_else(|| arch.as_str().to_string());
             let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
@@ -441,20 +445,21 @@ impl Study {
             let mut cfg = TrainConfig::paper(arch);
             let momentum = m.momentum.or(d.momentum).unwrap_or(0.9);
             if let Some(o) = pick(&m.optimizer, &d.optimizer) {
-                cfg.optimizer =
-                    optimizer(&o, momentum).map_err(|r| spec_err(&key("optimizer"), r))?;
+                cfg.optimizer = OptimizerKind::parse(&o, momentum)
+                    .map_err(|r| spec_err(&from("optimizer", m.optimizer.is_some()), r))?;
             } else if let OptimizerKind::Sgd { nesterov, .. } = cfg.optimizer {
                 cfg.optimizer = OptimizerKind::Sgd { momentum, nesterov };
             }
             if let Some(v) = m.lr.or(d.lr) {
-                positive(&key("lr"), v)?;
+                positive(&from("lr", m.lr.is_some()), v)?;
                 cfg.lr = v;
             }
             if let Some(v) = m.weight_decay.or(d.weight_decay) {
                 cfg.weight_decay = v;
             }
             if let Some(s) = pick(&m.schedule, &d.schedule) {
-                cfg.schedule = Schedule::parse(&s).map_err(|r| spec_err(&key("schedule"), r))?;
+                cfg.schedule = Schedule::parse(&s)
+                    .map_err(|r| spec_err(&from("schedule", m.schedule.is_some()), r))?;
             }
             if let Some(v) = m.epochs.or(d.epochs) {
                 cfg.epochs = v;
@@ -554,26 +559,6 @@ fn positive(key: &str, v: f64) -> Result<(), StudyError> {
     }
 }
 
-fn optimizer(name: &str, momentum: f64) -> Result<OptimizerKind, String> {
-    Ok(match name {
-        "sgdm" => OptimizerKind::sgdm(momentum),
-        "sgd" => OptimizerKind::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-        },
-        "nesterov" => OptimizerKind::Sgd {
-            momentum,
-            nesterov: true,
-        },
-        "adam" => OptimizerKind::adam(),
-        other => {
-            return Err(format!(
-                "unknown {other:?} (expected sgdm, sgd, nesterov, adam)"
-            ));
-        }
-    })
-}
-
 fn is_weights_file(w: &str) -> bool {
     w != "none" && w != "imagenet"
 }
@@ -662,7 +647,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         for (from, to, key) in [
-            ("lr = 1e-3", "lr = -1.0", "models[0].lr"),
+            ("lr = 1e-3", "lr = -1.0", "train.lr"),
             (
                 "optimizer = \"adam\"",
                 "optimizer = \"adagrad\"",

@@ -25,7 +25,7 @@ pub mod schedule;
 use std::path::PathBuf;
 
 pub use data::Images;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, positive_class};
 pub use optim::{Optimizer, OptimizerKind};
 pub use run::{
     BnStatistics, EpochRecord, Event, Init, ModelCard, RunOutcome, TrainConfig, evaluate,

@@ -117,6 +117,27 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     Some(u / (n_pos * n_neg) as f64)
 }
 
+/// The class whose sensitivity, precision, F1 and ROC are reported: `spec` (a class name or
+/// index) when given, else the class named `all`/`blast`/`blasts`, else class 1.
+pub fn positive_class(spec: Option<&str>, classes: &[String]) -> Result<usize, String> {
+    if let Some(s) = spec {
+        if let Some(i) = classes.iter().position(|c| c == s) {
+            return Ok(i);
+        }
+        return match s.parse::<usize>() {
+            Ok(i) if i < classes.len() => Ok(i),
+            _ => Err(format!(
+                "positive class {s:?}: not a class name or index (classes: {})",
+                classes.join(", ")
+            )),
+        };
+    }
+    Ok(classes
+        .iter()
+        .position(|c| matches!(c.to_lowercase().as_str(), "all" | "blast" | "blasts"))
+        .unwrap_or(1.min(classes.len().saturating_sub(1))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

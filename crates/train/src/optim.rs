@@ -24,6 +24,27 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// `sgdm`, `sgd` (no momentum), `nesterov` or `adam`; `momentum` for the SGD kinds.
+    pub fn parse(name: &str, momentum: f64) -> Result<Self, String> {
+        Ok(match name {
+            "sgdm" => OptimizerKind::sgdm(momentum),
+            "sgd" => OptimizerKind::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            "nesterov" => OptimizerKind::Sgd {
+                momentum,
+                nesterov: true,
+            },
+            "adam" => OptimizerKind::adam(),
+            other => {
+                return Err(format!(
+                    "unknown optimizer {other:?} (expected sgdm, sgd, nesterov, adam)"
+                ));
+            }
+        })
+    }
+
     pub fn sgdm(momentum: f64) -> Self {
         OptimizerKind::Sgd {
             momentum,
