@@ -49,6 +49,14 @@ pub enum DataCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A complete masks folder for `leukex evaluate --masks`: every mask of MASKS, the latest correction painted in `leukex serve` (MASKS/corrected/) in its place, and the label table.
+    AssembleMasks {
+        /// The original masks folder (holding corrected/).
+        masks: PathBuf,
+        /// Where the assembled folder goes (not inside MASKS).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -130,6 +138,16 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             seed,
             out,
         } => augment_cmd(&data, &split, per_class, seed, &out),
+        DataCommand::AssembleMasks { masks, out } => {
+            let a = leukex_web::correct::assemble(&masks, &out)?;
+            println!(
+                "{} masks as they were, {} corrected; wrote {}",
+                a.originals,
+                a.corrected,
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 

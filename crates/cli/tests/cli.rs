@@ -3,7 +3,7 @@
 use std::path::Path;
 mod common;
 
-use common::{leukex, text};
+use common::{leukex, s, text};
 
 fn synth(dir: &Path, n: usize) {
     let out = leukex(&[
@@ -143,4 +143,45 @@ fn bad_arguments_are_refused_with_the_reason() {
     ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("mitochondria"), "{}", text(&out));
+}
+
+#[test]
+fn assemble_masks_puts_the_latest_corrections_in_place_of_the_originals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("synth");
+    synth(&data, 6);
+    let masks = data.join("masks");
+    // A "correction" of Im001_1: another image's mask (same size, other pixels), where the
+    // viewer's painter writes it.
+    let corrected = masks.join("corrected");
+    std::fs::create_dir_all(&corrected).unwrap();
+    let painted = std::fs::read(masks.join("Im002_1.png")).unwrap();
+    assert_ne!(painted, std::fs::read(masks.join("Im001_1.png")).unwrap());
+    std::fs::write(corrected.join("Im001_1.png"), &painted).unwrap();
+    std::fs::copy(data.join("labels.json"), corrected.join("labels.json")).unwrap();
+    let out = tmp.path().join("masks-final");
+    let o = leukex(&["data", "assemble-masks", s(&masks), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("5 masks as they were, 1 corrected"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(out.join("Im001_1.png")).unwrap(), painted);
+    assert_eq!(
+        std::fs::read(out.join("Im003_1.png")).unwrap(),
+        std::fs::read(masks.join("Im003_1.png")).unwrap()
+    );
+    // The assembled folder is an ordinary, complete mask folder.
+    let o = leukex(&[
+        "data",
+        "check",
+        s(&data),
+        "--layout",
+        "all-idb2",
+        "--masks",
+        s(&out),
+        "--require-masks",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
 }
