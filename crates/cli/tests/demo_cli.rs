@@ -32,6 +32,11 @@ fn demo_runs_the_whole_study_and_keeps_finished_cells() {
         "maps/resnet18/explain.json",
         "eval/tables.md",
         "eval/summary.csv",
+        // The quick study asks for deletion, insertion and the MPRT of the gradient.
+        "eval/models/resnet18/faithfulness.csv",
+        "eval/models/resnet18/sanity.csv",
+        "eval/models/resnet18/model_metrics.json",
+        "report/index.html",
         "run.log",
     ] {
         assert!(out.join(f).is_file(), "{f} missing; stderr:\n{err}");
