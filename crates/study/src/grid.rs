@@ -505,11 +505,15 @@ impl Grid {
         self.cells.iter().find(|c| c.id == id)
     }
 
-    /// The record of a finished cell: `cache/cells/<id>.<key>.json`.
+    /// The record of a finished cell, relative to a study folder:
+    /// `cache/cells/<id>.<key>.json` (the same in every shard of one study).
+    pub fn record_rel(c: &Cell) -> PathBuf {
+        Path::new("cache/cells").join(format!("{}.{}.json", c.id, c.key))
+    }
+
+    /// The record of a finished cell in this grid's folder.
     pub fn record_path(&self, c: &Cell) -> PathBuf {
-        self.out
-            .join("cache/cells")
-            .join(format!("{}.{}.json", c.id, c.key))
+        self.out.join(Grid::record_rel(c))
     }
 
     pub fn is_done(&self, c: &Cell) -> bool {
@@ -542,7 +546,7 @@ impl Grid {
             .iter()
             .map(|c| {
                 let mut v = serde_json::to_value(c).expect("a cell serialises");
-                v["record"] = json!(rel(&self.out, &self.record_path(c)));
+                v["record"] = json!(Grid::record_rel(c));
                 v["done"] = json!(self.is_done(c));
                 v["command"] = json!(format!(
                     "leukex run {} --out {} --cell {}",

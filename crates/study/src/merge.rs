@@ -8,15 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::StudyError;
 use crate::grid::{Grid, Stage};
+use crate::model_metrics::file_error;
 use crate::runner::{Observer, RunSummary, Selection, run};
 use crate::spec::Study;
-
-fn file_err(path: &Path, e: impl std::fmt::Display) -> StudyError {
-    StudyError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
 
 /// The first key where two TOML values differ, as a dotted path with both values.
 pub fn first_difference(a: &toml::Value, b: &toml::Value, at: &str) -> Option<String> {
@@ -63,7 +57,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
     let read = |dir: &Path| -> Result<(String, Study), StudyError> {
         let path = dir.join("study.toml");
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            file_err(
+            file_error(
                 &path,
                 format!("not a shard of `leukex run` (no study.toml): {e}"),
             )
@@ -75,8 +69,8 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
     for s in &shards[1..] {
         let (text, _) = read(s)?;
         if text != text0 {
-            let a: toml::Value = toml::from_str(&text0).map_err(|e| file_err(first, e))?;
-            let b: toml::Value = toml::from_str(&text).map_err(|e| file_err(s, e))?;
+            let a: toml::Value = toml::from_str(&text0).map_err(|e| file_error(first, e))?;
+            let b: toml::Value = toml::from_str(&text).map_err(|e| file_error(s, e))?;
             let diff = first_difference(&a, &b, "").unwrap_or_else(|| "formatting".into());
             return Err(StudyError::Spec {
                 path: s.join("study.toml"),
@@ -88,7 +82,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
         }
     }
     let grid = Grid::new(study, out)?;
-    std::fs::create_dir_all(out.join("cache/cells")).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out.join("cache/cells")).map_err(|e| file_error(out, e))?;
     // Each model's pipeline from the shard that finished it.
     for m in &grid.models {
         let cells: Vec<_> = grid
@@ -96,13 +90,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
             .iter()
             .filter(|c| c.model.as_deref() == Some(m.id.as_str()))
             .collect();
-        let record = |dir: &Path, c: &crate::Cell| {
-            dir.join(
-                grid.record_path(c)
-                    .strip_prefix(out)
-                    .expect("records are under out"),
-            )
-        };
+        let record = |dir: &Path, c: &crate::Cell| dir.join(Grid::record_rel(c));
         let from = shards
             .iter()
             .find(|s| cells.iter().all(|c| record(s, c).is_file()))
@@ -126,7 +114,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
         }
         for c in &cells {
             let dst = grid.record_path(c);
-            std::fs::copy(record(from, c), &dst).map_err(|e| file_err(&dst, e))?;
+            std::fs::copy(record(from, c), &dst).map_err(|e| file_error(&dst, e))?;
         }
     }
     // Built-in data from the first shard (it is the same in every shard: same key).
@@ -135,11 +123,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
         .iter()
         .filter(|c| matches!(c.stage, Stage::Data | Stage::Split))
     {
-        let rec = first.join(
-            grid.record_path(c)
-                .strip_prefix(out)
-                .expect("records are under out"),
-        );
+        let rec = first.join(Grid::record_rel(c));
         if !rec.is_file() || grid.is_done(c) {
             continue;
         }
@@ -148,11 +132,11 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
             if src.is_dir() {
                 copy_tree(&src, &out.join(o))?;
             } else if src.is_file() {
-                std::fs::copy(&src, out.join(o)).map_err(|e| file_err(&src, e))?;
+                std::fs::copy(&src, out.join(o)).map_err(|e| file_error(&src, e))?;
             }
         }
         let dst = grid.record_path(c);
-        std::fs::copy(&rec, &dst).map_err(|e| file_err(&dst, e))?;
+        std::fs::copy(&rec, &dst).map_err(|e| file_error(&dst, e))?;
     }
     run(&grid, &Selection::All, obs)
 }
@@ -161,24 +145,24 @@ pub fn merge(shards: &[PathBuf], out: &Path, obs: &dyn Observer) -> Result<RunSu
 fn copy_tree(src: &Path, dst: &Path) -> Result<(), StudyError> {
     let partial = dst.with_extension("partial");
     if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(|e| file_err(&partial, e))?;
+        std::fs::remove_dir_all(&partial).map_err(|e| file_error(&partial, e))?;
     }
     copy_into(src, &partial)?;
     if dst.exists() {
-        std::fs::remove_dir_all(dst).map_err(|e| file_err(dst, e))?;
+        std::fs::remove_dir_all(dst).map_err(|e| file_error(dst, e))?;
     }
-    std::fs::rename(&partial, dst).map_err(|e| file_err(dst, e))
+    std::fs::rename(&partial, dst).map_err(|e| file_error(dst, e))
 }
 
 fn copy_into(src: &Path, dst: &Path) -> Result<(), StudyError> {
-    std::fs::create_dir_all(dst).map_err(|e| file_err(dst, e))?;
-    for e in std::fs::read_dir(src).map_err(|e| file_err(src, e))? {
-        let e = e.map_err(|e| file_err(src, e))?;
+    std::fs::create_dir_all(dst).map_err(|e| file_error(dst, e))?;
+    for e in std::fs::read_dir(src).map_err(|e| file_error(src, e))? {
+        let e = e.map_err(|e| file_error(src, e))?;
         let (s, d) = (e.path(), dst.join(e.file_name()));
         if s.is_dir() {
             copy_into(&s, &d)?;
         } else {
-            std::fs::copy(&s, &d).map_err(|e| file_err(&s, e))?;
+            std::fs::copy(&s, &d).map_err(|e| file_error(&s, e))?;
         }
     }
     Ok(())

@@ -187,7 +187,7 @@ struct Item {
     oracle: Option<Vec<f32>>,
 }
 
-fn file_error(path: &Path, reason: impl ToString) -> StudyError {
+pub(crate) fn file_error(path: &Path, reason: impl ToString) -> StudyError {
     StudyError::File {
         path: path.to_path_buf(),
         reason: reason.to_string(),

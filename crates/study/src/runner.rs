@@ -24,6 +24,7 @@ use crate::grid::{
     Cell, CellWork, Conventions, Grid, Stage, explain_options, method_params, open_variant_data,
     rel,
 };
+use crate::model_metrics::file_error;
 use crate::model_metrics::{
     FaithfulnessMetric, ModelMetricsOptions, StudyModel, run_model_metrics,
 };
@@ -85,17 +86,10 @@ struct MethodRecord {
     key: String,
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> StudyError {
-    StudyError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
 /// Runs `sel` of `grid`.
 pub fn run(grid: &Grid, sel: &Selection, obs: &dyn Observer) -> Result<RunSummary, StudyError> {
     let out = &grid.out;
-    std::fs::create_dir_all(out.join("cache/cells")).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out.join("cache/cells")).map_err(|e| file_error(out, e))?;
     write_bytes_atomic(&out.join("study.toml"), grid.study.to_toml().as_bytes())?;
     let cells: Vec<&Cell> = match sel {
         Selection::All => grid.cells.iter().collect(),
@@ -107,8 +101,7 @@ pub fn run(grid: &Grid, sel: &Selection, obs: &dyn Observer) -> Result<RunSummar
                 });
             }
             let cells = grid.shard_cells(*k, *n);
-            let models: Vec<&str> = cells.iter().filter_map(|c| c.model.as_deref()).collect();
-            let mut models = models;
+            let mut models: Vec<&str> = cells.iter().filter_map(|c| c.model.as_deref()).collect();
             models.dedup();
             write_json_atomic(
                 &out.join("shard.json"),
@@ -198,7 +191,7 @@ impl Log {
             .append(true)
             .open(path)
             .map(Log)
-            .map_err(|e| file_err(path, e))
+            .map_err(|e| file_error(path, e))
     }
 
     fn line(&mut self, s: &str) {
@@ -301,7 +294,7 @@ fn make_data(grid: &Grid, vi: usize, c: &Cell, obs: &dyn Observer) -> Result<(),
     let partial = v.data.with_extension("partial");
     for p in [&partial, &v.data] {
         if p.exists() {
-            std::fs::remove_dir_all(p).map_err(|e| file_err(p, e))?;
+            std::fs::remove_dir_all(p).map_err(|e| file_error(p, e))?;
         }
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -309,7 +302,7 @@ fn make_data(grid: &Grid, vi: usize, c: &Cell, obs: &dyn Observer) -> Result<(),
         let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         obs.within(c, d, s.n);
     })?;
-    std::fs::rename(&partial, &v.data).map_err(|e| file_err(&v.data, e))?;
+    std::fs::rename(&partial, &v.data).map_err(|e| file_error(&v.data, e))?;
     Ok(())
 }
 
@@ -325,9 +318,9 @@ fn train_model(grid: &Grid, m: &ModelPlan, c: &Cell, obs: &dyn Observer) -> Resu
     }
     let resume = same_cell && run_dir.join("checkpoint/state.json").is_file();
     if !resume && run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).map_err(|e| file_err(&run_dir, e))?;
+        std::fs::remove_dir_all(&run_dir).map_err(|e| file_error(&run_dir, e))?;
     }
-    std::fs::create_dir_all(&run_dir).map_err(|e| file_err(&run_dir, e))?;
+    std::fs::create_dir_all(&run_dir).map_err(|e| file_error(&run_dir, e))?;
     write_bytes_atomic(&key_file, c.key.as_bytes())?;
     let v = &grid.variants[grid.variant_of(m)];
     let ds = open_variant_data(&grid.study, v)?;
@@ -378,13 +371,13 @@ fn train_model(grid: &Grid, m: &ModelPlan, c: &Cell, obs: &dyn Observer) -> Resu
 fn drop_checkpoint(run_dir: &Path) -> Result<(), StudyError> {
     let ckpt = run_dir.join("checkpoint");
     if ckpt.exists() {
-        std::fs::remove_dir_all(&ckpt).map_err(|e| file_err(&ckpt, e))?;
+        std::fs::remove_dir_all(&ckpt).map_err(|e| file_error(&ckpt, e))?;
     }
     Ok(())
 }
 
 fn weights_init(path: &Path) -> Result<Init, StudyError> {
-    let sd = StateDict::read(path).map_err(|e| file_err(path, e))?;
+    let sd = StateDict::read(path).map_err(|e| file_error(path, e))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -399,9 +392,9 @@ fn load_trained(
 ) -> Result<(Classifier, ModelCard, PathBuf), StudyError> {
     let run_dir = grid.out.join("runs").join(&m.id);
     let (card, weights) = ModelCard::read(&run_dir)?;
-    let sd = StateDict::read(&weights).map_err(|e| file_err(&weights, e))?;
+    let sd = StateDict::read(&weights).map_err(|e| file_error(&weights, e))?;
     let model = Classifier::from_state_dict(&card.model, &sd, &Default::default())
-        .map_err(|e| file_err(&weights, e))?
+        .map_err(|e| file_error(&weights, e))?
         .valid();
     Ok((model, card, weights))
 }
@@ -437,7 +430,7 @@ fn explain_cell(
         .map(|s| {
             ds.find_stem(s)
                 .map(|i| ds.samples[i].image.clone())
-                .ok_or_else(|| file_err(&v.data, format!("test image {s} is missing")))
+                .ok_or_else(|| file_error(&v.data, format!("test image {s} is missing")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let info = ModelInfo {
@@ -495,13 +488,12 @@ fn explain_cell(
                 reason: format!("images not explained: {}", list.join("; ")),
             });
         }
-        // parse_methods drops duplicate ids; map each name to its file id in order.
-        for (t, id) in todo.iter().zip(&summary.method_ids) {
+        for (_, file_id, name, key) in todo {
             record.methods.push(MethodRecord {
                 conventions: conv,
-                name: t.2.clone(),
-                file_id: id.clone(),
-                key: t.3.clone(),
+                name: name.clone(),
+                file_id: file_id.clone(),
+                key: key.clone(),
             });
         }
         record.reports.push((conv, summary.report));
@@ -516,7 +508,7 @@ fn records_of_model(grid: &Grid, m: &ModelPlan) -> Result<Vec<Record>, StudyErro
         .filter(|c| c.stage == Stage::Explain && c.model.as_deref() == Some(m.id.as_str()))
         .map(|c| {
             let p = grid.record_path(c);
-            read_record(&p).ok_or_else(|| file_err(&p, "missing or unreadable cell record"))
+            read_record(&p).ok_or_else(|| file_error(&p, "missing or unreadable cell record"))
         })
         .collect()
 }
@@ -574,9 +566,7 @@ fn assemble_explain_json(grid: &Grid, m: &ModelPlan) -> Result<Vec<String>, Stud
         "assembled by `leukex run` from its explain cells (one per image batch and conventions); \
          score, init_relevance, cam_style and preset per conventions are under runs"
     );
-    if doc.get("batches").is_some() {
-        doc["batches"] = json!(null);
-    }
+    // Per-run timings describe one cell's run, not the assembled file.
     if let Some(o) = doc.as_object_mut() {
         o.remove("seconds");
         o.remove("batches");
@@ -654,12 +644,12 @@ fn model_metrics(grid: &Grid, m: &ModelPlan) -> Result<(), StudyError> {
         steps: 20,
         patch: 9,
         regions: 20,
-        baseline: Baseline::parse("mean").map_err(|r| file_err(&grid.out, r))?,
+        baseline: Baseline::parse("mean").map_err(|r| file_error(&grid.out, r))?,
         road_percentages: vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
         model_batch: 32,
         methods_filter: Some(ids),
         baselines: true,
-        region: Region::parse(&ev.region).map_err(|r| file_err(&grid.out, r))?,
+        region: Region::parse(&ev.region).map_err(|r| file_error(&grid.out, r))?,
         seed: ev.seed,
         resamples: ev.bootstrap,
     };
