@@ -31,7 +31,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 // leukex's convolution (same values as burn's up to rounding, faster forward and
 // backward passes), so that every pass of an explanation computes a layer alike.
-use leukex_models::conv_grad::conv2d_train as conv2d;
+use leukex_models::conv::conv2d_train as conv2d;
 use leukex_models::{Classifier, Ops, conv_options, fold_batch_norm, plain_conv};
 use serde::{Deserialize, Serialize};
 
@@ -286,6 +286,24 @@ pub(crate) fn probed_pass(
         layers,
         logits: logits.inner(),
     })
+}
+
+/// The logits of `model` on `x` with every BatchNorm folded into its convolution, keeping
+/// the convolutions' outputs in `values`: the forward pass that picks a batch's targets,
+/// after which the gradient, CAM and LRP passes over the same batch take those outputs
+/// instead of computing them again ([`crate::run::explain_batch_sharing`]). The logits
+/// differ from [`Classifier::forward`]'s by rounding only.
+pub fn forward_sharing(model: &Classifier, x: Tensor<4>, values: &mut LayerValues) -> Tensor<2> {
+    let mut ops = SharedGradientOps {
+        layers: &[],
+        captured: Vec::new(),
+        values: std::mem::take(values),
+        linear_layers_seen: 0,
+        unfolded: false,
+    };
+    let logits = model.forward_ops(x.inner(), &mut ops);
+    *values = ops.values;
+    logits.inner()
 }
 
 /// The plain operations with folded BatchNorm, convolution outputs from [`LayerValues`]

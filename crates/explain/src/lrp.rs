@@ -58,7 +58,7 @@ use burn::tensor::Gradients;
 use burn::tensor::activation;
 // leukex's convolution (same values as burn's up to rounding, faster forward and
 // backward passes), so that every pass of an explanation computes a layer alike.
-use leukex_models::conv_grad::conv2d_train as conv2d;
+use leukex_models::conv::conv2d_train as conv2d;
 use leukex_models::{Network, Ops, adaptive_avg_pool, conv_options, fold_batch_norm};
 
 use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};

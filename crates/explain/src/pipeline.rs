@@ -39,11 +39,13 @@ use leukex_render::{colourise, overlay};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
+use crate::cam::forward_sharing;
 use crate::cam::{CamError, CamStyle, default_layer};
+use crate::lrp::LayerValues;
 use crate::lrp::lrp_with_conservation;
 use crate::method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
 use crate::preset::PAPER_ASSUMPTIONS;
-use crate::run::{ExplainOptions, explain_batch_with};
+use crate::run::{ExplainOptions, explain_batch_sharing, shares_forward_values};
 use crate::target::{InitRelevance, Score, Target, predicted};
 
 /// Why a run could not start or could not finish. Problems of one image are
@@ -424,8 +426,14 @@ pub fn run_explain(
         let x: Vec<f32> = ok.iter().flat_map(|(_, x, _)| x.iter().copied()).collect();
         let x = Tensor::<4>::from_data(TensorData::new(x, [b, 3, h, w]), &device);
 
+        // The forward pass that picks the targets keeps its convolutions' outputs for the
+        // methods' passes, which then compute none of them again.
         let t_forward = Instant::now();
-        let logits_t = model.forward(x.clone());
+        let mut conv_values = LayerValues::default();
+        let logits_t = match shares_forward_values(methods) {
+            true => forward_sharing(model, x.clone(), &mut conv_values),
+            false => model.forward(x.clone()),
+        };
         let predicted = predicted(&logits_t);
         let logits = values(logits_t)?;
         let forward_seconds = t_forward.elapsed().as_secs_f64();
@@ -441,16 +449,14 @@ pub fn run_explain(
         // Every method in one call: one forward pass, shared backward passes and
         // shared convolution values.
         let t_methods = Instant::now();
-        let maps =
-            explain_batch_with(model, x.clone(), &targets, methods, options).map_err(|source| {
-                ExplainRunError::Explain {
-                    images: ok
-                        .iter()
-                        .map(|(it, ..)| it.source.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    source,
-                }
+        let maps = explain_batch_sharing(model, x.clone(), &targets, methods, options, conv_values)
+            .map_err(|source| ExplainRunError::Explain {
+                images: ok
+                    .iter()
+                    .map(|(it, ..)| it.source.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
             })?;
         let maps: Vec<([usize; 4], Vec<f32>)> = maps
             .into_iter()

@@ -26,7 +26,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
-use leukex_models::conv_grad::ConvGradients;
+use leukex_models::conv::ConvGradients;
 
 /// Which factors of [`RelevanceConvBackend::relevance_conv`] apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

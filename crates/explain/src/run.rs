@@ -56,6 +56,34 @@ pub fn explain_batch_with(
     methods: &[Method],
     options: &ExplainOptions,
 ) -> Result<Vec<Tensor<4>>, CamError> {
+    explain_batch_sharing(model, x, targets, methods, options, LayerValues::default())
+}
+
+/// Whether any of `methods` takes its convolutions' forward values from [`LayerValues`]
+/// (the gradient family, the CAMs, LRP), so that a [`forward_sharing`] pass before them
+/// saves their forward convolutions.
+///
+/// [`forward_sharing`]: crate::cam::forward_sharing
+pub fn shares_forward_values(methods: &[Method]) -> bool {
+    methods.iter().any(|m| {
+        matches!(
+            m,
+            Method::Gradient | Method::InputXGradient | Method::Cam { .. } | Method::Lrp { .. }
+        )
+    })
+}
+
+/// [`explain_batch_with`] taking the convolutions' forward values of earlier passes over
+/// the same batch `x` (those of [`crate::cam::forward_sharing`], which picked the targets):
+/// no convolution output is computed twice.
+pub fn explain_batch_sharing(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    methods: &[Method],
+    options: &ExplainOptions,
+    mut values: LayerValues,
+) -> Result<Vec<Tensor<4>>, CamError> {
     let score = options.score;
     let cam_score = options.cam_style.score(score);
     let needs_gradient = methods
@@ -68,7 +96,6 @@ pub fn explain_batch_with(
     };
     let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
     // The gradient pass and the LRP composites share their convolutions' forward values.
-    let mut values = LayerValues::default();
     // The gradient's backward pass also serves the CAMs when they differentiate the same
     // score (not with MATLAB-style CAMs on logit gradients).
     let grad = if !needs_gradient {

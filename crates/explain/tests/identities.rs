@@ -36,6 +36,10 @@ fn values(t: Tensor<4>) -> Vec<f64> {
     t.into_data().try_into_vec::<f64>().unwrap()
 }
 
+fn values2(t: Tensor<2>) -> Vec<f64> {
+    t.into_data().try_into_vec::<f64>().unwrap()
+}
+
 fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
     let den: f64 = b.iter().map(|y| y * y).sum();
@@ -311,6 +315,46 @@ fn shared_passes_give_the_maps_of_separate_runs() {
             assert!(a.iter().any(|v| *v != 0.0), "{method:?}: zero map");
             assert_eq!(a, b, "{method:?} with {score:?}");
         }
+    }
+}
+
+#[test]
+fn the_forward_pass_that_picks_the_targets_serves_every_later_pass() {
+    // `leukex explain` first runs the network to pick each image's target class. With
+    // `forward_sharing` that pass keeps every convolution's output, and the methods' passes
+    // take them: the maps must be bit for bit those of a run without it, and the pass's
+    // logits the network's up to rounding (float64, ResNet18).
+    use leukex_explain::cam::forward_sharing;
+    use leukex_explain::lrp::LayerValues;
+    use leukex_explain::method::{Method, MethodParams};
+    use leukex_explain::run::{ExplainOptions, explain_batch_sharing, explain_batch_with};
+    let m = model(Arch::ResNet18);
+    let x = input([2, 3, 64, 64]);
+    let convs = 1 + 8 * 2 + 3;
+    let mut shared = LayerValues::default();
+    let logits = forward_sharing(&m, x.clone(), &mut shared);
+    assert_eq!(shared.len(), convs, "one kept output per convolution");
+    let (a, b) = (values2(logits), values2(m.forward(x.clone())));
+    let scale = b.iter().fold(0f64, |s, v| s.max(v.abs()));
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() <= 1e-12 * scale, "logit {u} vs {v}");
+    }
+    let p = MethodParams::default();
+    let methods: Vec<Method> = [
+        "input-x-gradient",
+        "grad-cam",
+        "lrp-epsilon",
+        "lrp-epsilon-plus",
+    ]
+    .iter()
+    .map(|n| Method::parse(n, &p).unwrap())
+    .collect();
+    let targets = [1, 0];
+    let options = ExplainOptions::default();
+    let alone = explain_batch_with(&m, x.clone(), &targets, &methods, &options).unwrap();
+    let with_shared = explain_batch_sharing(&m, x, &targets, &methods, &options, shared).unwrap();
+    for ((method, a), b) in methods.iter().zip(alone).zip(with_shared) {
+        assert_eq!(values(a), values(b), "{method:?}");
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape};
-use leukex_models::conv_grad::flex;
+use leukex_models::conv::flex;
 
 fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
     let n = shape.iter().product();

@@ -75,7 +75,7 @@ pub trait Ops {
     /// (eval mode once the model is [`valid`](burn::module::AutodiffModule::valid)).
     /// Calls [`output`](Ops::output) after the convolution and after the BatchNorm.
     /// The convolution is `conv.forward(x)` with a faster backward pass
-    /// ([`conv2d_module`](crate::conv_grad::conv2d_module)).
+    /// ([`conv2d_module`](crate::conv::conv2d_module)).
     fn conv(
         &mut self,
         name: &str,
@@ -135,7 +135,7 @@ pub fn plain_conv<O: Ops + ?Sized>(
     bn: Option<(&str, &BatchNorm)>,
     x: Tensor<4>,
 ) -> Tensor<4> {
-    let y = ops.output(name, crate::conv_grad::conv2d_module(conv, x));
+    let y = ops.output(name, crate::conv::conv2d_module(conv, x));
     match bn {
         Some((bn_name, bn)) => ops.output(bn_name, batch_norm(bn, y)),
         None => y,

@@ -59,8 +59,7 @@ pub mod channel_affine;
 /// Closed-form weights and inputs of the reference tests: test support only.
 #[cfg(feature = "test-support")]
 pub mod closed_form;
-mod conv_forward;
-pub mod conv_grad;
+pub mod conv;
 mod efficientnet;
 mod export;
 mod fold;
@@ -93,7 +92,7 @@ pub use resnet::{Block, Downsample, ResNet};
 pub use vgg::Vgg19;
 pub use weights::{ShapeMismatch, StateDict, StateTensor, WeightsError, WeightsFormat};
 
-pub use conv_grad::conv_options;
+pub use conv::conv_options;
 pub use fold::fold_batch_norm;
 use layers::{HookOps, Tap};
 pub use layers::{LayerVisitor, Network, Ops, adaptive_avg_pool, batch_norm, plain_conv};

@@ -22,49 +22,16 @@
 //!
 //! The same routine serves the input gradient of a stride-1 convolution, which is the
 //! convolution of the output gradient with the kernel flipped and its channel axes
-//! swapped ([`input_grad_stride1`]).
+//! swapped ([`super::backward::input_grad_stride1`]).
 
-use crate::conv_grad::{Geometry, f32s, im2col, rows_per_chunk, tensor};
-use burn::backend::TensorMetadata;
+use super::geometry::{Geometry, f32s, im2col, rows_per_chunk, tensor};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ConvOptions;
-use burn::tensor::DType;
 use rayon::prelude::*;
 
 /// Split a layer into at least this many chunks where it has the rows for them, so
 /// that both cores (and more) have work on the small late layers. A constant, not
 /// the thread count: chunk sizes, and so the summation order, stay machine-independent.
 const MIN_CHUNKS: usize = 8;
-
-/// The geometry of `conv2d(x, weight)` with `options`, if this module handles it:
-/// `f32`, `groups == 1`.
-pub(crate) fn forward_geometry(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    options: &ConvOptions<2>,
-) -> Option<Geometry> {
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 {
-        return None;
-    }
-    let [n, cin, h, w] = x.shape().dims();
-    let [cout, cin_g, kh, kw] = weight.shape().dims();
-    if cin_g != cin || n == 0 || cout == 0 {
-        return None;
-    }
-    let size = |axis: usize, k: usize, i: usize| {
-        let (before, after) = options.padding[axis];
-        let padded = i + before + after;
-        let span = options.dilation[axis] * (k - 1) + 1;
-        (padded >= span).then(|| (padded - span) / options.stride[axis] + 1)
-    };
-    let out = [size(0, kh, h)?, size(1, kw, w)?];
-    Some(Geometry::from_shapes(
-        x.shape().dims(),
-        weight.shape().dims(),
-        out,
-        options,
-    ))
-}
 
 /// `conv2d(x, weight, bias)` for a geometry from [`forward_geometry`]; the weight is
 /// `[Cout, Cin, kh, kw]` contiguous, the bias `[Cout]`.
@@ -207,44 +174,6 @@ fn chunks(g: &Geometry) -> Vec<(usize, usize)> {
         }
     }
     out
-}
-
-/// The input gradient of a stride-1, `groups == 1` convolution as a forward
-/// convolution: `dx = conv2d(dy, W')` with `W'[ci, co, ky, kx] = W[co, ci, kh−1−ky,
-/// kw−1−kx]`, the same dilation, and `d·(k−1) − p_before` padding before. `None` where
-/// that padding would be negative (a convolution padded by more than its kernel span).
-pub(crate) fn input_grad_stride1(
-    g: &Geometry,
-    weight: &FlexTensor,
-    dy: &FlexTensor,
-) -> Option<FlexTensor> {
-    if g.groups != 1 || g.sh != 1 || g.sw != 1 {
-        return None;
-    }
-    let pt = (g.dh * (g.kh - 1)).checked_sub(g.pt)?;
-    let pl = (g.dw * (g.kw - 1)).checked_sub(g.pl)?;
-    let w = weight.to_contiguous();
-    let ws = f32s(&w);
-    let kk = g.kh * g.kw;
-    let mut flipped = vec![0f32; ws.len()];
-    for co in 0..g.cout {
-        for ci in 0..g.cin {
-            let src = &ws[(co * g.cin + ci) * kk..][..kk];
-            let dst = &mut flipped[(ci * g.cout + co) * kk..][..kk];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
-            }
-        }
-    }
-    // Stride 1, the same dilation, padding `pt`, `pl` before the output gradient.
-    let options = ConvOptions::new_with_padding([1, 1], [(pt, 0), (pl, 0)], [g.dh, g.dw], 1);
-    let t = Geometry::from_shapes(
-        [g.n, g.cout, g.oh, g.ow],
-        [g.cin, g.cout, g.kh, g.kw],
-        [g.h, g.w],
-        &options,
-    );
-    Some(conv2d(&t, dy, &flipped, None))
 }
 
 /// Raw output pointer shared by chunks that write disjoint elements.
