@@ -189,6 +189,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/raters", post(add_rater))
         .route("/api/raters/{name}", get(rater))
         .route("/api/round/{name}/next", get(next_item))
+        .route("/api/round/{name}/reveal", get(reveal))
         .route("/api/blind/{token}/map.png", get(blind_map))
         .route("/api/blind/{token}/image.png", get(blind_image))
         .route("/api/ratings", post(add_rating))
@@ -452,6 +453,61 @@ async fn next_item(
             "position": i.position,
             "calibration": i.kind == crate::round::ItemKind::Calibration,
         })),
+    }))
+    .into_response())
+}
+
+/// What a rater rated, revealed once their round is finished: per rated item the map's
+/// model, method, image, true class and prediction with the rater's score. Until then a
+/// 403 that says how far the round is, and nothing about any map.
+async fn reveal(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Response> {
+    let (r, rows) = {
+        let store = app.store();
+        let r = store
+            .rater(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("no rater `{name}`")))?;
+        if store.next_item(&name)?.is_some() {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the round of `{name}` is not finished ({} of {} maps rated): model, method, \
+                     class and prediction stay hidden until every map of the round is rated",
+                    r.done, r.total
+                ),
+            ));
+        }
+        (r, store.ratings_of(&name)?)
+    };
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|g| {
+            let m = app.study.map(&g.map);
+            json!({
+                "position": g.position,
+                "kind": g.kind.as_str(),
+                "item": g.token,
+                "map": g.map,
+                "model": m.map(|m| &m.model),
+                "stem": m.map(|m| &m.stem),
+                "method": m.map(|m| &m.method),
+                "true_class": m.and_then(|m| m.true_class.as_ref()),
+                "predicted": m.and_then(|m| m.predicted.as_ref()),
+                "correct": m.and_then(|m| m.correct),
+                "score": g.score,
+                "morphology": g.morphology,
+                "created": g.created,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "rater": r.name,
+        "expertise": r.expertise,
+        "done": r.done,
+        "total": r.total,
+        "items": items,
     }))
     .into_response())
 }
