@@ -211,62 +211,31 @@ async fn the_quick_demo_in_chromium_switch_a_map_rate_blinded_reload_and_resume(
         "another heat map is drawn: {seen:?}"
     );
 
-    // Blinded rating as a new rater.
-    c.goto(&format!("{base}/rate")).await.unwrap();
-    wait_ready(&c).await;
-    type_into(&c, "#name", "Dr Demo").await;
-    type_into(&c, "#expertise", "hematopathologist").await;
-    click(&c, "#start-btn").await;
-    until("the first blinded map", || async {
-        attr(&c, "#blind-map", "data-map").await.is_some()
-    })
-    .await;
-    let first = attr(&c, "#blind-map", "data-map").await.unwrap();
-    let progress = text(&c, "#progress").await;
-    assert!(progress.starts_with("0 of "), "{progress}");
-    assert!(displayed(&c, "#calibration").await);
-    let page = c.source().await.unwrap();
-    for hidden in methods
+    // Blinded rating as a new rater; reload: the round resumes at the next map.
+    let hidden: Vec<&str> = methods
         .iter()
         .map(String::as_str)
         .chain(["resnet18", "Im0"])
-    {
-        assert!(!page.contains(hidden), "the blinded page shows `{hidden}`");
-    }
-    click(&c, "#score-2").await;
-    click(&c, "#morph-yes").await;
-    click(&c, "#submit").await;
-    until("the next map", || async {
-        attr(&c, "#blind-map", "data-map")
-            .await
-            .is_some_and(|m| m != first)
-    })
+        .collect();
+    let (first, second) = rate_the_first_map_blinded_and_reload(
+        &c,
+        &base,
+        ("Dr Demo", "hematopathologist"),
+        &hidden,
+        None,
+    )
     .await;
-    let second = attr(&c, "#blind-map", "data-map").await.unwrap();
-
-    // Reload: the round resumes at the second map, the first rating counted.
-    c.refresh().await.unwrap();
-    wait_ready(&c).await;
-    until("the resumed round", || async {
-        attr(&c, "#blind-map", "data-map").await.is_some()
-    })
-    .await;
-    assert_eq!(attr(&c, "#blind-map", "data-map").await.unwrap(), second);
-    let progress = text(&c, "#progress").await;
-    assert!(progress.starts_with("1 of "), "{progress}");
-    assert!(!displayed(&c, "#calibration").await);
     let (status, next) = http(addr, "GET", "/api/round/Dr%20Demo/next", None);
     assert_eq!(status, 200, "{next}");
     assert_eq!(next["done"], 1);
     assert_eq!(next["item"]["map"], second.as_str());
-    let csv = raw_http::get(addr, "/api/ratings.csv").text();
-    let rows: Vec<&str> = csv.lines().skip(1).collect();
-    assert_eq!(rows.len(), 1, "{csv}");
+    let rows = raw_http::rating_rows(addr);
+    assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(
         rows[0].contains(&format!(
             ",Dr Demo,hematopathologist,0,calibration,{first},resnet18/"
         )) && rows[0].contains(",2,true,"),
-        "{csv}"
+        "{rows:?}"
     );
     let first_map = rows[0].split(',').nth(6).unwrap().to_string();
     let (status, _) = http(addr, "GET", "/api/round/Dr%20Demo/reveal", None);

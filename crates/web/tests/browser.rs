@@ -76,79 +76,33 @@ async fn browse_switch_a_heat_map_rate_blinded_reload_and_resume() {
     .await;
 
     // Blinded mode: start, rate the first map, reload, find the next map.
-    c.goto(&format!("{base}/rate")).await.unwrap();
-    wait_ready(&c).await;
-    type_into(&c, "#name", "Dr Test").await;
-    type_into(&c, "#expertise", "hematopathologist").await;
-    click(&c, "#start-btn").await;
-    until("the first blinded map", || async {
-        attr(&c, "#blind-map", "data-map").await.is_some()
-    })
-    .await;
-    let first = attr(&c, "#blind-map", "data-map").await.unwrap();
-    let progress = text(&c, "#progress").await;
-    assert!(progress.starts_with("0 of "), "{progress}");
-    assert!(displayed(&c, "#calibration").await);
-    let page = c.source().await.unwrap();
-    for hidden in [
+    let hidden = [
         "resnet18",
         "vgg19",
         "grad-cam",
         "lrp-epsilon",
         "_1.tif",
         "_0.tif",
-    ] {
-        assert!(!page.contains(hidden), "the blinded page shows `{hidden}`");
-    }
-    c.find(Locator::Css("#score-2"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#morph-yes"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    screenshot(&c, "viewer-rate.png").await;
-    c.find(Locator::Css("#submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until("the next map", || async {
-        attr(&c, "#blind-map", "data-map")
-            .await
-            .is_some_and(|m| m != first)
-    })
+    ];
+    let (first, _) = rate_the_first_map_blinded_and_reload(
+        &c,
+        &base,
+        ("Dr Test", "hematopathologist"),
+        &hidden,
+        Some("viewer-rate.png"),
+    )
     .await;
-    let second = attr(&c, "#blind-map", "data-map").await.unwrap();
-
-    c.refresh().await.unwrap();
-    wait_ready(&c).await;
-    until("the resumed round", || async {
-        attr(&c, "#blind-map", "data-map").await.is_some()
-    })
-    .await;
-    assert_eq!(attr(&c, "#blind-map", "data-map").await.unwrap(), second);
-    let progress = text(&c, "#progress").await;
-    assert!(progress.starts_with("1 of "), "{progress}");
-    assert!(!displayed(&c, "#calibration").await);
 
     // The rating is stored as given.
-    let csv = common::get(addr, "/api/ratings.csv").text();
-    let rows: Vec<&str> = csv.lines().skip(1).collect();
-    assert_eq!(rows.len(), 1, "{csv}");
+    let rows = common::rating_rows(addr);
+    assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(
         rows[0].contains(&format!(
             ",Dr Test,hematopathologist,0,calibration,{first},"
         )),
-        "{csv}"
+        "{rows:?}"
     );
-    assert!(rows[0].contains(",2,true,"), "{csv}");
+    assert!(rows[0].contains(",2,true,"), "{rows:?}");
 
     c.goto(&format!("{base}/summary")).await.unwrap();
     wait_ready(&c).await;

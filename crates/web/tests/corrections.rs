@@ -641,15 +641,21 @@ fn the_browse_page_shows_and_counts_the_latest_correction() {
     let before = shares(addr, &id, "");
     assert_eq!(before["mask"]["corrected"], false);
     assert_eq!(before["mask"]["version"], 0);
-    let original_mask = MorphologyMask::read_png(
-        &masks_dir(dir.path()).join(format!("{stem}.png")),
-        &LabelTable::leukex_written(),
-    )
-    .unwrap();
-    assert_eq!(
-        got_shares(&before),
-        expected_shares(&map, "lrp-epsilon", &original_mask)
-    );
+    // The shares sent are those of the map against the mask file `rel` in `data/masks`.
+    let counted_with = |v: &Value, rel: &str| {
+        let mask = MorphologyMask::read_png(
+            &masks_dir(dir.path()).join(rel),
+            &LabelTable::leukex_written(),
+        )
+        .unwrap();
+        assert_eq!(
+            got_shares(v),
+            expected_shares(&map, "lrp-epsilon", &mask),
+            "{rel}"
+        );
+        mask
+    };
+    let original_mask = counted_with(&before, &format!("{stem}.png"));
 
     // The top half becomes nucleus.
     paint(
@@ -670,15 +676,7 @@ fn the_browse_page_shows_and_counts_the_latest_correction() {
         after["mask"]["file"],
         format!("data/masks/corrected/{stem}.png")
     );
-    let corrected_mask = MorphologyMask::read_png(
-        &masks_dir(dir.path()).join(format!("corrected/{stem}.png")),
-        &LabelTable::leukex_written(),
-    )
-    .unwrap();
-    assert_eq!(
-        got_shares(&after),
-        expected_shares(&map, "lrp-epsilon", &corrected_mask)
-    );
+    counted_with(&after, &format!("corrected/{stem}.png"));
     assert_ne!(got_shares(&after), got_shares(&before));
     let original = shares(addr, &id, "&mask=original");
     assert_eq!(original["mask"]["corrected"], false);

@@ -80,3 +80,10 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
 pub fn post(addr: SocketAddr, path: &str, body: &str) -> Reply {
     request(addr, "POST", path, Some(body))
 }
+
+/// The data rows of `GET /api/ratings.csv` (the header left out).
+pub fn rating_rows(addr: SocketAddr) -> Vec<String> {
+    let r = get(addr, "/api/ratings.csv");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text().lines().skip(1).map(str::to_string).collect()
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use leukex_web::{App, RoundConfig, Scale, ServeOptions, router};
 
 #[allow(unused_imports)] // each test file uses a part
-pub use http::{Reply, get, post, request};
+pub use http::{Reply, get, post, rating_rows, request};
 
 /// Serves `dir` on a free loopback port from a background thread (for the test's life).
 pub fn serve(dir: &Path, round: RoundConfig) -> SocketAddr {

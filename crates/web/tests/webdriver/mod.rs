@@ -189,3 +189,60 @@ pub async fn press(c: &Client, keys: &[char]) {
     }
     c.perform_actions(actions).await.unwrap();
 }
+
+/// The blinded round as both browser tests walk it: on `{base}/rate` a new rater starts
+/// (name, expertise), sees the first (calibration) map on a page that names none of
+/// `hidden`, scores it 2 with "shows morphological information: yes" (the page is kept
+/// as `shot` under `LEUKEX_SCREENSHOT_DIR`), sees the next map, reloads the page and
+/// finds the round resumed there with one map rated. Returns the opaque ids of the
+/// rated map and the next one.
+pub async fn rate_the_first_map_blinded_and_reload(
+    c: &Client,
+    base: &str,
+    (name, expertise): (&str, &str),
+    hidden: &[&str],
+    shot: Option<&str>,
+) -> (String, String) {
+    c.goto(&format!("{base}/rate")).await.unwrap();
+    wait_ready(c).await;
+    type_into(c, "#name", name).await;
+    type_into(c, "#expertise", expertise).await;
+    click(c, "#start-btn").await;
+    until("the first blinded map", || async {
+        attr(c, "#blind-map", "data-map").await.is_some()
+    })
+    .await;
+    let first = attr(c, "#blind-map", "data-map").await.unwrap();
+    let progress = text(c, "#progress").await;
+    assert!(progress.starts_with("0 of "), "{progress}");
+    assert!(displayed(c, "#calibration").await);
+    let page = c.source().await.unwrap();
+    for h in hidden {
+        assert!(!page.contains(h), "the blinded page shows `{h}`");
+    }
+    click(c, "#score-2").await;
+    click(c, "#morph-yes").await;
+    if let Some(name) = shot {
+        screenshot(c, name).await;
+    }
+    click(c, "#submit").await;
+    until("the next map", || async {
+        attr(c, "#blind-map", "data-map")
+            .await
+            .is_some_and(|m| m != first)
+    })
+    .await;
+    let second = attr(c, "#blind-map", "data-map").await.unwrap();
+
+    c.refresh().await.unwrap();
+    wait_ready(c).await;
+    until("the resumed round", || async {
+        attr(c, "#blind-map", "data-map").await.is_some()
+    })
+    .await;
+    assert_eq!(attr(c, "#blind-map", "data-map").await.unwrap(), second);
+    let progress = text(c, "#progress").await;
+    assert!(progress.starts_with("1 of "), "{progress}");
+    assert!(!displayed(c, "#calibration").await);
+    (first, second)
+}
