@@ -4,7 +4,9 @@
 //! Two layouts are read: the study/demo layout (`DIR/maps/<model>/explain.json`, images and
 //! masks in `DIR/data`) and a plain `leukex explain` output folder (`DIR/<model>/explain.json`,
 //! or `DIR` itself a model folder). The images are where `explain.json` says they are; their
-//! folders, their `masks/` folders and `DIR` are the only roots the server reads from.
+//! folders, their mask folders and `DIR` are the only roots the server reads from. A mask is
+//! `masks/STEM.png` beside the image or in `DIR/data/masks`, else what `leukex-data` finds
+//! in the image's folder (a MATLAB Image Labeler export in `PixelLabelData/`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
