@@ -93,6 +93,9 @@ pub fn run_serve(a: ServeArgs) -> Result<()> {
             s.maps.len(),
             leukex_web::server::ratings_path(&s.root).display()
         );
+        for note in &s.notes {
+            eprintln!("note: {note}");
+        }
         println!("serving http://{bound}/ (Ctrl-C stops)");
         let _ = std::io::stdout().flush();
     })?;

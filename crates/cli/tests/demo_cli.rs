@@ -2,17 +2,9 @@
 //! on the built-in data, finished cells kept on a second run. Tiny settings: the point is
 //! the chain, not the model.
 
-use std::process::Command;
+mod common;
 
-fn demo(out: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_leukex"))
-        .args(["demo", "--quick", "--out"])
-        .arg(out)
-        .args(["--epochs", "1", "--per-class", "8", "--size", "32"])
-        .args(["--methods", "gradient,grad-cam"])
-        .output()
-        .expect("run leukex")
-}
+use common::quick_demo as demo;
 
 #[test]
 fn demo_runs_the_whole_study_and_keeps_finished_cells() {

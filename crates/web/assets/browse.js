@@ -14,8 +14,8 @@ function img(src, cls) {
 
 function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1); }
 
-async function loadShares(tile, id, mode) {
-  const r = await fetch(`/api/shares?id=${q(id)}&mode=${q(mode)}`);
+async function loadShares(tile, id, mode, maskSource) {
+  const r = await fetch(`/api/shares?id=${q(id)}&mode=${q(mode)}&mask=${q(maskSource)}`);
   const body = await r.json();
   const t = el("table", { class: "shares" });
   if (!r.ok) { t.appendChild(el("tr", {}, [el("td", { text: body.error })])); tile.appendChild(t); return; }
@@ -24,6 +24,7 @@ async function loadShares(tile, id, mode) {
     t.appendChild(el("tr", {}, [el("td", { text: c.name }), el("td", { text: pct(c.share) }), el("td", { text: pct(c.area_share) }),
       el("td", { text: c.lift === null ? "–" : c.lift.toFixed(2) })]));
   }
+  if (body.mask.corrected) t.appendChild(el("tr", {}, [el("td", { colspan: "4", class: "corrected", text: `counted with corrected mask v${body.mask.version}` })]));
   tile.appendChild(t);
 }
 
@@ -31,13 +32,14 @@ const sharesObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
     if (!e.isIntersecting) continue;
     sharesObserver.unobserve(e.target);
-    loadShares(e.target, e.target.dataset.map, e.target.dataset.mode);
+    loadShares(e.target, e.target.dataset.map, e.target.dataset.mode, e.target.dataset.maskSource);
   }
 });
 
 function render() {
   const cls = $("f-class").value, correct = $("f-correct").value, model = $("f-model").value;
   const method = $("f-method").value, mode = $("f-mode").value, showMask = $("f-mask").checked;
+  const maskSource = $("f-mask-source").value;
   const opacity = $("f-opacity").value / 100;
   const size = Number($("f-page-size").value);
   const maps = data.maps.filter((m) => (!model || m.model === model) && (!method || m.method === method) &&
@@ -53,11 +55,14 @@ function render() {
   for (const im of images.slice(page * size, (page + 1) * size)) {
     const tiles = el("div", { class: "tiles" });
     const base = im.has_image ? `/api/image.png?stem=${q(im.stem)}` : null;
-    const mask = im.has_mask && showMask ? `/api/mask.png?stem=${q(im.stem)}` : null;
+    const mask = im.has_mask && showMask ? `/api/mask.png?stem=${q(im.stem)}&mask=${q(maskSource)}` : null;
+    const corrected = im.mask_corrected && maskSource === "latest";
     const first = el("div", { class: "stack" });
     if (base) first.appendChild(img(base, "base"));
     if (mask) { const m = img(mask, "mask"); m.style.opacity = 0.55; first.appendChild(m); }
-    tiles.appendChild(el("div", { class: "tile" }, [first, el("div", { class: "cap", text: mask ? "image + mask" : "image" })]));
+    const cap = el("div", { class: "cap", text: !mask ? "image" : (corrected ? "image + corrected mask " : "image + mask") });
+    if (mask && corrected) cap.appendChild(el("a", { href: `/api/mask.png?stem=${q(im.stem)}&mask=original`, target: "_blank", text: "(original)" }));
+    tiles.appendChild(el("div", { class: "tile", "data-mask": mask ? (corrected ? "corrected" : "original") : "none" }, [first, cap]));
     for (const m of byStem.get(im.stem)) {
       const stack = el("div", { class: "stack" });
       if (base) stack.appendChild(img(base, "base"));
@@ -69,7 +74,7 @@ function render() {
       const cap = el("div", { class: "cap" }, [el("span", { text: `${m.model} · ${m.method} · predicted ${m.predicted ?? "?"}` }),
         el("span", { class: m.correct ? "ok" : "wrong", text: verdict })]);
       const tile = el("div", { class: "tile", "data-map": m.id }, [stack, cap]);
-      if (mode && im.has_mask) { tile.dataset.mode = mode; sharesObserver.observe(tile); }
+      if (mode && im.has_mask) { tile.dataset.mode = mode; tile.dataset.maskSource = maskSource; sharesObserver.observe(tile); }
       tiles.appendChild(tile);
     }
     const h2 = el("h2", { text: `${im.stem} · true class ${im.true_class ?? "unknown"}` });
@@ -85,6 +90,7 @@ function setOpacity() {
 async function main() {
   data = await (await fetch("/api/maps")).json();
   $("root").textContent = data.root;
+  for (const n of data.notes) $("notes").appendChild(el("p", { text: n }));
   fill($("f-class"), data.classes);
   fill($("f-model"), data.models.map((m) => m.id));
   fill($("f-method"), data.methods.map((m) => m.id));
@@ -96,7 +102,7 @@ async function main() {
     legend.appendChild(sw); legend.appendChild(document.createTextNode(c.name));
   }
   legend.appendChild(document.createTextNode(" · evaluation mode: selected pixels in yellow"));
-  for (const id of ["f-class", "f-correct", "f-model", "f-method", "f-mode", "f-mask", "f-page-size"]) {
+  for (const id of ["f-class", "f-correct", "f-model", "f-method", "f-mode", "f-mask", "f-mask-source", "f-page-size"]) {
     $(id).addEventListener("change", () => { page = 0; render(); });
   }
   $("f-opacity").addEventListener("input", setOpacity);

@@ -43,7 +43,7 @@ async function next() {
   const r = await api("GET", `/api/round/${encodeURIComponent(rater)}/next`);
   if (r.status === 404) { localStorage.removeItem(KEY); rater = null; show("start"); return; }
   if (!r.ok) { $("msg").textContent = r.json.error || "error"; return; }
-  if (r.json.finished) { show("finished"); return; }
+  if (r.json.finished) { await reveal(); show("finished"); return; }
   current = r.json.item;
   $("rater-name").textContent = rater;
   $("progress").textContent = `${r.json.done} of ${r.json.total} rated`;
@@ -57,6 +57,31 @@ async function next() {
   $("msg").textContent = "";
   ready();
   show("rating");
+}
+
+// Only asked once the round is finished: the server refuses (403) before.
+async function reveal() {
+  const r = await api("GET", `/api/round/${encodeURIComponent(rater)}/reveal`);
+  const t = $("reveal");
+  t.replaceChildren();
+  if (!r.ok) { $("reveal-summary").textContent = r.json.error || `error ${r.status}`; return; }
+  const items = r.json.items;
+  const counted = items.filter((i) => i.kind === "main");
+  const mean = counted.length ? counted.reduce((s, i) => s + i.score, 0) / counted.length : null;
+  $("reveal-summary").textContent = `${r.json.rater} (${r.json.expertise}) · ${items.length} ratings` +
+    (mean === null ? "" : ` · mean score of the counted maps ${mean.toFixed(2)}`);
+  t.appendChild(el("tr", {}, ["#", "heat map", "model", "method", "image", "true class", "prediction", "score", "morphology", "shown as"]
+    .map((h) => el("th", { text: h }))));
+  for (const i of items) {
+    const thumb = el("img", { src: `/api/map.png?id=${q(i.map)}`, alt: "", width: "48", height: "48", loading: "lazy" });
+    const verdict = i.correct === null ? "" : (i.correct ? " ✓" : " ✗");
+    t.appendChild(el("tr", { "data-map": i.map }, [
+      el("td", { text: String(i.position + 1) }), el("td", {}, [thumb]), el("td", { text: i.model ?? "?" }),
+      el("td", { text: i.method ?? "?" }), el("td", { text: i.stem ?? "?" }), el("td", { text: i.true_class ?? "?" }),
+      el("td", { text: `${i.predicted ?? "?"}${verdict}` }), el("td", { class: "score", text: String(i.score) }),
+      el("td", { text: i.morphology ? "yes" : "no" }), el("td", { text: i.kind }),
+    ]));
+  }
 }
 
 async function submit() {

@@ -189,6 +189,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/raters", post(add_rater))
         .route("/api/raters/{name}", get(rater))
         .route("/api/round/{name}/next", get(next_item))
+        .route("/api/round/{name}/reveal", get(reveal))
         .route("/api/blind/{token}/map.png", get(blind_map))
         .route("/api/blind/{token}/image.png", get(blind_image))
         .route("/api/ratings", post(add_rating))
@@ -221,8 +222,15 @@ async fn maps(State(app): State<Arc<App>>) -> axum::Json<Value> {
         "models": s.models,
         "methods": s.methods,
         "classes": s.classes,
-        "images": s.images,
+        // Whether a correction was saved is asked now: the painter may have saved one
+        // since the server started.
+        "images": s.images.iter().map(|i| {
+            let mut v = json!(i);
+            v["mask_corrected"] = json!(i.mask.as_ref().is_some_and(|m| MaskFiles::of(m).corrected().is_file()));
+            v
+        }).collect::<Vec<_>>(),
         "maps": s.maps,
+        "notes": s.notes,
         "modes": Mode::defaults().iter().map(|m| m.to_string()).collect::<Vec<_>>(),
         "morphology_classes": MorphologyClass::ALL.iter().map(|c| json!({
             "name": c.name(),
@@ -236,6 +244,18 @@ struct MapQuery {
     id: String,
     style: Option<String>,
     mode: Option<String>,
+    #[serde(default)]
+    mask: MaskChoice,
+}
+
+/// Which mask an image is shown and counted with: the latest correction saved by the
+/// painter where there is one (the default), or the original.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MaskChoice {
+    #[default]
+    Latest,
+    Original,
 }
 
 fn find_map<'a>(app: &'a App, id: &str) -> ApiResult<&'a MapInfo> {
@@ -295,7 +315,8 @@ async fn shares(
     let m = find_map(&app, &q.id)?.clone();
     let app2 = app.clone();
     blocking(move || {
-        let mask = mask_of(&app2, &m.stem)?;
+        let shown = mask_of(&app2, &m.stem, q.mask)?;
+        let mask = shown.mask;
         let map = read_map(&m.path)?;
         let (mw, mh) = mask.dimensions();
         if (mw as usize, mh as usize) != (map.width, map.height) {
@@ -319,26 +340,55 @@ async fn shares(
             })).collect::<Vec<_>>(),
             "cell": {"share": shares.cell_share, "area_share": shares.cell_area_share, "lift": shares.cell_lift},
             "undefined": shares.undefined,
+            "mask": {"corrected": shown.corrected, "version": shown.version, "file": shown_path(&app2, &shown.file)},
         }))
         .into_response())
     })
     .await
 }
 
-/// The morphology mask of image `stem`.
-fn mask_of(app: &App, stem: &str) -> ApiResult<leukex_data::MorphologyMask> {
-    let image = app
-        .study
-        .image(stem)
-        .ok_or_else(|| ApiError::not_found(format!("no image `{stem}`")))?;
-    app.study
-        .read_mask(image)?
-        .ok_or_else(|| ApiError::not_found(format!("image `{stem}` has no mask")))
+/// A mask as the browse page shows it.
+struct ShownMask {
+    mask: leukex_data::MorphologyMask,
+    /// Read from the corrected folder.
+    corrected: bool,
+    /// The correction's version (0: none saved).
+    version: u32,
+    file: PathBuf,
+}
+
+/// The morphology mask of image `stem`: its latest correction or its original.
+fn mask_of(app: &App, stem: &str, choice: MaskChoice) -> ApiResult<ShownMask> {
+    let (files, table) = mask_files(app, stem)?;
+    Ok(match choice {
+        MaskChoice::Original => ShownMask {
+            mask: leukex_data::MorphologyMask::read_png(&files.original, &table)
+                .map_err(WebError::from)?,
+            corrected: false,
+            version: 0,
+            file: files.original,
+        },
+        MaskChoice::Latest => {
+            let cur = correct::current(&files, &table)?;
+            ShownMask {
+                mask: cur.mask,
+                corrected: cur.from_corrected,
+                version: cur.version,
+                file: if cur.from_corrected {
+                    files.corrected()
+                } else {
+                    files.original
+                },
+            }
+        }
+    })
 }
 
 #[derive(Deserialize)]
 struct StemQuery {
     stem: String,
+    #[serde(default)]
+    mask: MaskChoice,
 }
 
 async fn image(
@@ -360,7 +410,11 @@ async fn mask(
 ) -> ApiResult<Response> {
     let q = query(q)?;
     let app2 = app.clone();
-    blocking(move || Ok(png(mask_png(&mask_of(&app2, &q.stem)?)))).await
+    let mut r = blocking(move || Ok(png(mask_png(&mask_of(&app2, &q.stem, q.mask)?.mask)))).await?;
+    // A correction saved meanwhile must show on the next load.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(r)
 }
 
 async fn scale(State(app): State<Arc<App>>) -> axum::Json<Scale> {
@@ -452,6 +506,61 @@ async fn next_item(
             "position": i.position,
             "calibration": i.kind == crate::round::ItemKind::Calibration,
         })),
+    }))
+    .into_response())
+}
+
+/// What a rater rated, revealed once their round is finished: per rated item the map's
+/// model, method, image, true class and prediction with the rater's score. Until then a
+/// 403 that says how far the round is, and nothing about any map.
+async fn reveal(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Response> {
+    let (r, rows) = {
+        let store = app.store();
+        let r = store
+            .rater(&name)?
+            .ok_or_else(|| ApiError::not_found(format!("no rater `{name}`")))?;
+        if store.next_item(&name)?.is_some() {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the round of `{name}` is not finished ({} of {} maps rated): model, method, \
+                     class and prediction stay hidden until every map of the round is rated",
+                    r.done, r.total
+                ),
+            ));
+        }
+        (r, store.ratings_of(&name)?)
+    };
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|g| {
+            let m = app.study.map(&g.map);
+            json!({
+                "position": g.position,
+                "kind": g.kind.as_str(),
+                "item": g.token,
+                "map": g.map,
+                "model": m.map(|m| &m.model),
+                "stem": m.map(|m| &m.stem),
+                "method": m.map(|m| &m.method),
+                "true_class": m.and_then(|m| m.true_class.as_ref()),
+                "predicted": m.and_then(|m| m.predicted.as_ref()),
+                "correct": m.and_then(|m| m.correct),
+                "score": g.score,
+                "morphology": g.morphology,
+                "created": g.created,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "rater": r.name,
+        "expertise": r.expertise,
+        "done": r.done,
+        "total": r.total,
+        "items": items,
     }))
     .into_response())
 }
@@ -582,7 +691,7 @@ fn mask_files(app: &App, stem: &str) -> ApiResult<(MaskFiles, leukex_data::Label
     let original = image
         .mask
         .as_ref()
-        .ok_or_else(|| ApiError::not_found(format!("image `{stem}` has no mask to correct")))?;
+        .ok_or_else(|| ApiError::not_found(format!("image `{stem}` has no mask")))?;
     Ok((MaskFiles::of(original), app.study.mask_table(original)))
 }
 

@@ -335,17 +335,29 @@ impl Store {
 
     /// Every rating with its rater, item and map, in the order they were stored.
     pub fn all_ratings(&self) -> Result<Vec<FullRating>> {
+        self.ratings(None)
+    }
+
+    /// The ratings of one rater, in the order of their round.
+    pub fn ratings_of(&self, rater: &str) -> Result<Vec<FullRating>> {
+        self.ratings(Some(rater))
+    }
+
+    /// Every rating (`None`) or one rater's, in storage order (`None`) or round order.
+    fn ratings(&self, rater: Option<&str>) -> Result<Vec<FullRating>> {
         let mut st = self
             .conn
             .prepare(
                 "SELECT g.id, g.rater, r.expertise, i.position, i.kind, g.token, i.map, g.score,
                         g.morphology, g.created
                  FROM ratings g JOIN round_items i ON i.token = g.token
-                 JOIN raters r ON r.name = g.rater ORDER BY g.id",
+                 JOIN raters r ON r.name = g.rater
+                 WHERE ?1 IS NULL OR g.rater = ?1
+                 ORDER BY CASE WHEN ?1 IS NULL THEN g.id ELSE i.position END",
             )
             .map_err(|e| self.db(e))?;
         let rows = st
-            .query_map([], |r| {
+            .query_map([rater], |r| {
                 let kind: String = r.get(4)?;
                 Ok(FullRating {
                     id: r.get(0)?,

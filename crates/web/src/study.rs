@@ -4,13 +4,15 @@
 //! Two layouts are read: the study/demo layout (`DIR/maps/<model>/explain.json`, images and
 //! masks in `DIR/data`) and a plain `leukex explain` output folder (`DIR/<model>/explain.json`,
 //! or `DIR` itself a model folder). The images are where `explain.json` says they are; their
-//! folders, their `masks/` folders and `DIR` are the only roots the server reads from.
+//! folders, their mask folders and `DIR` are the only roots the server reads from. A mask is
+//! `masks/STEM.png` beside the image or in `DIR/data/masks`, else what `leukex-data` finds
+//! in the image's folder (a MATLAB Image Labeler export in `PixelLabelData/`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use leukex_data::dataset::{LABELS_FILE, label_from_stem};
-use leukex_data::{LabelTable, MorphologyMask};
+use leukex_data::LabelTable;
+use leukex_data::dataset::{Dataset, LABELS_FILE, OpenOptions, label_from_stem};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -76,9 +78,48 @@ pub struct Study {
     pub classes: Vec<String>,
     pub images: Vec<ImageInfo>,
     pub maps: Vec<MapInfo>,
+    /// What the server could not use and why (e.g. MATLAB masks without their label
+    /// table): printed at start-up and shown on the browse page.
+    pub notes: Vec<String>,
     map_index: HashMap<String, usize>,
     image_index: HashMap<String, usize>,
     label_tables: HashMap<PathBuf, LabelTable>,
+}
+
+/// The masks `leukex data check` finds in an image folder, by image stem, with their
+/// label table: a `PixelLabelData/` MATLAB Image Labeler export (`Label_<k>_STEM.png`,
+/// or `Label_<k>.png` tied to images by a manifest's `mask` column), read the way the
+/// data crate reads it (id 0 unlabelled unless the table says otherwise).
+struct FolderMasks {
+    by_stem: HashMap<String, PathBuf>,
+    table: Option<LabelTable>,
+}
+
+impl FolderMasks {
+    fn open(folder: &Path, notes: &mut Vec<String>) -> FolderMasks {
+        match Dataset::open(folder, &OpenOptions::default()) {
+            Ok(ds) => FolderMasks {
+                by_stem: ds
+                    .samples
+                    .into_iter()
+                    .filter_map(|s| Some((s.stem, s.mask?)))
+                    .collect(),
+                table: ds.label_table,
+            },
+            Err(e) => {
+                // Only worth a note where there are masks to miss.
+                if folder.join(leukex_data::dataset::MATLAB_MASKS_DIR).is_dir()
+                    || folder.join(leukex_data::dataset::MASKS_DIR).is_dir()
+                {
+                    notes.push(format!("masks not shown: {e}"));
+                }
+                FolderMasks {
+                    by_stem: HashMap::new(),
+                    table: None,
+                }
+            }
+        }
+    }
 }
 
 /// The `explain.json` of one model folder, read loosely (older files may lack fields).
@@ -247,6 +288,8 @@ impl Study {
         let mut roots: BTreeSet<PathBuf> = BTreeSet::from([root.clone()]);
         let mut label_tables = HashMap::new();
         let data_masks = root.join("data").join("masks");
+        let mut notes = Vec::new();
+        let mut folder_masks: HashMap<PathBuf, FolderMasks> = HashMap::new();
         let mut images = Vec::new();
         for (stem, (source, true_label)) in sources {
             // `.npy` inputs have no image: their maps are shown alone.
@@ -258,11 +301,26 @@ impl Study {
                 roots.insert(parent.to_path_buf());
                 mask_dirs.insert(0, parent.join("masks"));
             }
-            let mask = mask_dirs
+            let mut mask = mask_dirs
                 .iter()
                 .map(|d| d.join(format!("{stem}.png")))
                 .find(|p| p.is_file())
                 .and_then(|p| canonical(&p));
+            if mask.is_none()
+                && let Some(folder) = source.as_ref().and_then(|s| s.parent())
+            {
+                let found = folder_masks
+                    .entry(folder.to_path_buf())
+                    .or_insert_with(|| FolderMasks::open(folder, &mut notes));
+                mask = found.by_stem.get(&stem).and_then(|p| canonical(p));
+                if let (Some(table), Some(mdir)) =
+                    (&found.table, mask.as_ref().and_then(|m| m.parent()))
+                {
+                    label_tables
+                        .entry(mdir.to_path_buf())
+                        .or_insert_with(|| table.clone());
+                }
+            }
             if let Some(mdir) = mask.as_ref().and_then(|m| m.parent()) {
                 roots.insert(mdir.to_path_buf());
                 if !label_tables.contains_key(mdir) {
@@ -326,6 +384,7 @@ impl Study {
             classes,
             images,
             maps,
+            notes,
             map_index,
             image_index,
             label_tables,
@@ -338,17 +397,6 @@ impl Study {
 
     pub fn image(&self, stem: &str) -> Option<&ImageInfo> {
         self.image_index.get(stem).map(|&i| &self.images[i])
-    }
-
-    /// The morphology mask of an image, if it has one.
-    pub fn read_mask(&self, image: &ImageInfo) -> Result<Option<MorphologyMask>> {
-        let Some(path) = &image.mask else {
-            return Ok(None);
-        };
-        Ok(Some(MorphologyMask::read_png(
-            path,
-            &self.mask_table(path),
-        )?))
     }
 
     /// The label table of the mask file `path` (one of the study's masks): `labels.json`

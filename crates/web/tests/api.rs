@@ -163,6 +163,18 @@ fn next(addr: SocketAddr, name: &str) -> Value {
     r.json()
 }
 
+/// Nothing in `text` names a model, method, class or image of the example study.
+fn assert_hides_the_maps(text: &str) {
+    for hidden in [
+        "resnet18", "vgg19", "lrp", "cam", "gradient", "blast", "healthy", "Im",
+    ] {
+        assert!(
+            !text.contains(hidden),
+            "the round reveals `{hidden}`: {text}"
+        );
+    }
+}
+
 #[test]
 fn a_blinded_round_hides_the_map_stores_ratings_and_resumes() {
     let dir = study();
@@ -175,15 +187,7 @@ fn a_blinded_round_hides_the_map_stores_ratings_and_resumes() {
     let n = next(addr, "ada");
     let token = n["item"]["map"].as_str().unwrap().to_string();
     assert_eq!(n["item"]["calibration"], true);
-    let text = n.to_string();
-    for hidden in [
-        "resnet18", "vgg19", "lrp", "cam", "gradient", "blast", "healthy", "Im",
-    ] {
-        assert!(
-            !text.contains(hidden),
-            "the round reveals `{hidden}`: {text}"
-        );
-    }
+    assert_hides_the_maps(&n.to_string());
     for part in ["map.png", "image.png"] {
         let r = get(addr, &format!("/api/blind/{token}/{part}"));
         assert_eq!(r.status, 200, "{part}");
@@ -291,6 +295,100 @@ fn a_blinded_round_hides_the_map_stores_ratings_and_resumes() {
         lines[1].contains(&format!(",ada,hematologist,0,calibration,{token},")),
         "{text}"
     );
+}
+
+/// Until the last map of a round is rated, the reveal is refused and every blinded answer
+/// names no map; then the reveal gives each rated item's map, model, method, classes and
+/// the score given, and the map behind each opaque id is the one that was shown.
+#[test]
+fn the_round_is_revealed_to_its_rater_only_when_finished() {
+    let dir = study();
+    let round = RoundConfig {
+        seed: 3,
+        per_stratum: 1,
+        calibration: 1,
+        repeat_fraction: 0.1,
+    };
+    let addr = serve(dir.path(), round);
+    assert_eq!(get(addr, "/api/round/nobody/reveal").status, 404);
+    let total = start(addr, "ada")["total"].as_u64().unwrap() as usize;
+    // 2 models x 3 methods x 2 classes, 1 calibration map, 1 repeat.
+    assert_eq!(total, 14);
+    start(addr, "grace");
+    let mut given = Vec::new();
+    for k in 0..total {
+        let refused = get(addr, "/api/round/ada/reveal");
+        assert_eq!(refused.status, 403, "{}", refused.text());
+        let reason = refused.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            reason.contains(&format!("{k} of {total} maps rated")),
+            "{reason}"
+        );
+        assert_hides_the_maps(&reason);
+        let n = next(addr, "ada");
+        assert_hides_the_maps(&n.to_string());
+        let token = n["item"]["map"].as_str().unwrap().to_string();
+        let score = (k % 4) as i64;
+        let body = json!({"rater": "ada", "map": token, "score": score, "morphology": k % 2 == 0});
+        let r = post(addr, "/api/ratings", &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_hides_the_maps(&r.text());
+        given.push((token, score, k % 2 == 0));
+    }
+    assert_eq!(next(addr, "ada")["finished"], true);
+    // Another rater's unfinished round stays hidden.
+    assert_eq!(get(addr, "/api/round/grace/reveal").status, 403);
+
+    let r = get(addr, "/api/round/ada/reveal");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["rater"], "ada");
+    assert_eq!(v["done"], total);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), total);
+    let maps = get(addr, "/api/maps").json();
+    for (k, (item, (token, score, morphology))) in items.iter().zip(&given).enumerate() {
+        assert_eq!(item["position"], k, "{item}");
+        assert_eq!(item["item"], token.as_str());
+        assert_eq!(item["score"], *score);
+        assert_eq!(item["morphology"], *morphology);
+        if k == 0 {
+            assert_eq!(item["kind"], "calibration");
+        }
+        // The map named is the one that was shown behind the opaque id.
+        let id = item["map"].as_str().unwrap();
+        let shown = get(addr, &format!("/api/blind/{token}/map.png")).body;
+        let named = get(addr, &format!("/api/map.png?id={}&style=blinded", q(id))).body;
+        assert_eq!(shown, named, "{id}");
+        let m = maps["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap();
+        for key in [
+            "model",
+            "stem",
+            "method",
+            "true_class",
+            "predicted",
+            "correct",
+        ] {
+            assert_eq!(item[key], m[key], "{key} of {id}");
+        }
+    }
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "repeat").count(), 1);
+    // Every method x model x class of the sample, once in the counted items.
+    let mut strata = BTreeSet::new();
+    for i in items.iter().filter(|i| i["kind"] == "main") {
+        assert!(strata.insert((
+            i["model"].to_string(),
+            i["method"].to_string(),
+            i["true_class"].to_string()
+        )));
+    }
+    assert_eq!(strata.len(), 12);
 }
 
 #[test]

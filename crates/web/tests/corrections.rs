@@ -568,3 +568,265 @@ fn parallel_saves_get_one_version_each() {
         );
     }
 }
+
+fn shares(addr: SocketAddr, id: &str, extra: &str) -> Value {
+    let r = get(
+        addr,
+        &format!(
+            "/api/shares?id={}&mode=positive{extra}",
+            id.replace('/', "%2F")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// The per-class numbers of `map` in mode `positive` counted against `mask` by
+/// `leukex-evaluate`, as the shares endpoint sends them.
+fn expected_shares(map: &Path, method: &str, mask: &MorphologyMask) -> Value {
+    use leukex_evaluate::{ClassShares, Mode, mode::select};
+    use std::str::FromStr;
+    let values = leukex_web::render::read_map(map).unwrap().values;
+    let mode = Mode::from_str("positive").unwrap();
+    let s = ClassShares::count(&select(mode, &values, method, None), mask);
+    MorphologyClass::ALL
+        .iter()
+        .map(|c| json!([c.name(), s.share[c.index()], s.area_share[c.index()]]))
+        .collect()
+}
+
+fn got_shares(v: &Value) -> Value {
+    v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!([c["name"], c["share"], c["area_share"]]))
+        .collect()
+}
+
+fn mask_pixel(addr: SocketAddr, stem: &str, extra: &str, (x, y): (u32, u32)) -> [u8; 4] {
+    let r = get(addr, &format!("/api/mask.png?stem={stem}{extra}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.headers.contains("cache-control: no-cache"),
+        "{}",
+        r.headers
+    );
+    let img = image::load_from_memory(&r.body).unwrap().to_rgba8();
+    img.get_pixel(x, y).0
+}
+
+/// Once a correction is saved, the browse page's mask and per-class numbers use it and
+/// say so (`mask_corrected`, `mask.corrected`); the original stays reachable with
+/// `mask=original`.
+#[test]
+fn the_browse_page_shows_and_counts_the_latest_correction() {
+    let (dir, addr, stem, mut classes) = served_first_mask();
+    let corrected_flags = |addr| -> Vec<(String, bool)> {
+        get(addr, "/api/maps").json()["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["stem"].as_str().unwrap().to_string(),
+                    i["mask_corrected"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(corrected_flags(addr).iter().all(|(_, c)| !c));
+    let id = format!("resnet18/{stem}/lrp-epsilon");
+    let map = dir.path().join(format!("maps/{id}.npy"));
+    let before = shares(addr, &id, "");
+    assert_eq!(before["mask"]["corrected"], false);
+    assert_eq!(before["mask"]["version"], 0);
+    // The shares sent are those of the map against the mask file `rel` in `data/masks`.
+    let counted_with = |v: &Value, rel: &str| {
+        let mask = MorphologyMask::read_png(
+            &masks_dir(dir.path()).join(rel),
+            &LabelTable::leukex_written(),
+        )
+        .unwrap();
+        assert_eq!(
+            got_shares(v),
+            expected_shares(&map, "lrp-epsilon", &mask),
+            "{rel}"
+        );
+        mask
+    };
+    let original_mask = counted_with(&before, &format!("{stem}.png"));
+
+    // The top half becomes nucleus.
+    paint(
+        &mut classes,
+        (0, SIZE),
+        (0, SIZE / 2),
+        MorphologyClass::Nucleus,
+    );
+    assert_eq!(save(addr, &stem, &body("x", Some(0), &classes)).status, 201);
+
+    for (s, corrected) in corrected_flags(addr) {
+        assert_eq!(corrected, s == stem, "{s}");
+    }
+    let after = shares(addr, &id, "");
+    assert_eq!(after["mask"]["corrected"], true);
+    assert_eq!(after["mask"]["version"], 1);
+    assert_eq!(
+        after["mask"]["file"],
+        format!("data/masks/corrected/{stem}.png")
+    );
+    counted_with(&after, &format!("corrected/{stem}.png"));
+    assert_ne!(got_shares(&after), got_shares(&before));
+    let original = shares(addr, &id, "&mask=original");
+    assert_eq!(original["mask"]["corrected"], false);
+    assert_eq!(got_shares(&original), got_shares(&before));
+
+    // The drawn mask: nucleus colour in the top rows now, the original's there before.
+    let nucleus = leukex_web::render::class_colour(MorphologyClass::Nucleus);
+    assert_eq!(mask_pixel(addr, &stem, "", (1, 1)), nucleus);
+    let was = mask_pixel(addr, &stem, "&mask=original", (1, 1));
+    assert_ne!(was, nucleus);
+    assert_eq!(
+        was,
+        original_mask
+            .get(1, 1)
+            .map_or([0; 4], leukex_web::render::class_colour)
+    );
+    let r = get(addr, &format!("/api/mask.png?stem={stem}&mask=newest"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("mask"));
+}
+
+/// A MATLAB Image Labeler export beside the images (`PixelLabelData/Label_<k>_STEM.png`,
+/// its own ids with 0 for pixels nobody labelled, the id table in `labels.json` beside the
+/// masks, no manifest): the viewer finds, draws and counts the masks exactly as
+/// `leukex-data` reads them, the painter corrects them, and the corrected folder passes
+/// `data check`. Without the id table the masks are not guessed: the server says why.
+#[test]
+fn matlab_image_labeler_exports_are_shown_counted_and_corrected() {
+    let dir = study();
+    let data = dir.path().join("data");
+    let masks = masks_dir(dir.path());
+    let export = data.join("PixelLabelData");
+    std::fs::create_dir_all(&export).unwrap();
+    let matlab_id = |c: Option<MorphologyClass>| match c {
+        None => 0u16,
+        Some(MorphologyClass::Nucleus) => 1,
+        Some(MorphologyClass::Cytoplasm) => 2,
+        Some(MorphologyClass::Vacuole) => 3,
+        Some(MorphologyClass::Rbc) => 4,
+        Some(MorphologyClass::Background) => 5,
+    };
+    let mut stems: Vec<String> = std::fs::read_dir(&masks)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "png").then(|| p.file_stem().unwrap().to_string_lossy().into())
+        })
+        .collect();
+    stems.sort();
+    assert_eq!(stems.len(), 4);
+    for (k, stem) in stems.iter().enumerate() {
+        let m = MorphologyMask::read_png(
+            &masks.join(format!("{stem}.png")),
+            &LabelTable::leukex_written(),
+        )
+        .unwrap();
+        // The first two rows nobody labelled.
+        let ids: Vec<u16> = (0..SIZE * SIZE)
+            .map(|i| {
+                let (x, y) = (i % SIZE, i / SIZE);
+                if y < 2 { 0 } else { matlab_id(m.get(x, y)) }
+            })
+            .collect();
+        let name = format!("Label_{}_{stem}.png", k + 1);
+        leukex_web::correct::write_id_png(&export.join(name), SIZE, SIZE, &ids).unwrap();
+    }
+    std::fs::remove_dir_all(&masks).unwrap();
+    std::fs::remove_file(data.join("manifest.csv")).unwrap();
+    std::fs::remove_file(data.join("labels.json")).unwrap();
+
+    // Without the id table: no masks, and the reason.
+    let addr = serve(dir.path(), RoundConfig::default());
+    let v = get(addr, "/api/maps").json();
+    assert!(
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["has_mask"] == false)
+    );
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("PixelLabelData") && notes.contains("label-map"),
+        "{notes}"
+    );
+
+    LabelTable::parse_spec("1=nucleus,2=cytoplasm,3=vacuole,4=rbc,5=background")
+        .unwrap()
+        .write_json(&export.join("labels.json"))
+        .unwrap();
+    let ds = leukex_data::dataset::Dataset::open(&data, &OpenOptions::default()).unwrap();
+    let addr = serve(dir.path(), RoundConfig::default());
+    let v = get(addr, "/api/maps").json();
+    assert_eq!(v["notes"], json!([]));
+    for im in v["images"].as_array().unwrap() {
+        assert_eq!(im["has_mask"], true, "{im}");
+        let stem = im["stem"].as_str().unwrap();
+        let reference = ds.load_mask(ds.find_stem(stem).unwrap()).unwrap().unwrap();
+        assert_eq!(reference.get(3, 0), None, "id 0 is unlabelled");
+        assert_eq!(
+            mask_pixel(addr, stem, "", (3, 0)),
+            [0; 4],
+            "unlabelled is not drawn"
+        );
+        let (x, y) = (0..SIZE * SIZE)
+            .map(|i| (i % SIZE, i / SIZE))
+            .find(|&(x, y)| reference.get(x, y) == Some(MorphologyClass::Nucleus))
+            .unwrap();
+        assert_eq!(
+            mask_pixel(addr, stem, "", (x, y)),
+            leukex_web::render::class_colour(MorphologyClass::Nucleus)
+        );
+        for method in ["lrp-epsilon", "grad-cam"] {
+            let id = format!("vgg19/{stem}/{method}");
+            let map = dir.path().join(format!("maps/{id}.npy"));
+            assert_eq!(
+                got_shares(&shares(addr, &id, "")),
+                expected_shares(&map, method, &reference),
+                "{id}"
+            );
+        }
+    }
+
+    // The painter opens the export's mask and saves beside it.
+    let stem = &stems[0];
+    let (v, mut classes) = load(addr, stem);
+    assert_eq!(
+        v["original"],
+        format!("data/PixelLabelData/Label_1_{stem}.png")
+    );
+    assert!(
+        classes[..SIZE as usize]
+            .iter()
+            .all(|&c| c == leukex_web::correct::UNLABELLED)
+    );
+    paint(&mut classes, (0, SIZE), (0, 2), MorphologyClass::Background);
+    let r = save(addr, stem, &body("x", Some(0), &classes));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let corrected = export.join(format!("corrected/Label_1_{stem}.png"));
+    assert_eq!(ids(&corrected)[..SIZE as usize], [5; SIZE as usize]);
+    let s = shares(addr, &format!("vgg19/{stem}/grad-cam"), "");
+    assert_eq!(s["mask"]["corrected"], true);
+    assert_eq!(s["undefined"], Value::Null);
+    let report = check(
+        &data,
+        &OpenOptions {
+            masks: Some(export.join("corrected")),
+            ..Default::default()
+        },
+    );
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.masks, 1);
+}

@@ -10,6 +10,7 @@ use leukex_train::{ModelCard, TrainConfig};
 use std::process::{Command, Output};
 
 /// Runs `leukex` with `args` and returns what it did.
+#[allow(dead_code)] // not used by the tests that run the demo only
 pub fn leukex(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_leukex"))
         .args(args)
@@ -17,7 +18,22 @@ pub fn leukex(args: &[&str]) -> Output {
         .expect("leukex runs")
 }
 
+/// `leukex demo --quick --out OUT` with tiny settings (one epoch on 8 images a class of
+/// 32 pixels, two methods besides the paper's four): the whole study in about 40 s of a
+/// debug build.
+#[allow(dead_code)] // used by the tests that need a study folder
+pub fn quick_demo(out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leukex"))
+        .args(["demo", "--quick", "--out"])
+        .arg(out)
+        .args(["--epochs", "1", "--per-class", "8", "--size", "32"])
+        .args(["--methods", "gradient,grad-cam"])
+        .output()
+        .expect("run leukex")
+}
+
 /// Standard output and standard error together, for assertions and messages.
+#[allow(dead_code)]
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
