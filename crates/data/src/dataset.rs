@@ -359,45 +359,66 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The class digit of a name in the exact ALL-IDB2 form `Im<digits>_<0|1>`;
-/// used to recognise the layout, so other names cannot trigger it.
+/// A file stem read the way ALL-IDB2 names its images, `Im<number>_<Y>` (`Y`: 1 blast,
+/// 0 healthy): the one reading of such names in leukex (data layouts, explanation and
+/// evaluation outputs named by stem, the synthetic data's own files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllIdb2Name<'a> {
+    /// Everything before the last `_`.
+    head: &'a str,
+    label: usize,
+}
+
+impl<'a> AllIdb2Name<'a> {
+    /// A stem ending in `_0` or `_1` after a non-empty head; `None` for other stems.
+    pub fn parse(stem: &'a str) -> Option<Self> {
+        let (head, y) = stem.rsplit_once('_')?;
+        let label = match y {
+            "0" => 0,
+            "1" => 1,
+            _ => return None,
+        };
+        (!head.is_empty()).then_some(Self { head, label })
+    }
+
+    /// The class: 1 blast, 0 healthy.
+    pub fn label(&self) -> usize {
+        self.label
+    }
+
+    /// Whether the head is exactly `Im<digits>` (`Im` in any case), as in the original
+    /// distribution: only such names make a folder an ALL-IDB2 folder.
+    pub fn is_exact(&self) -> bool {
+        let Some(digits) = self
+            .head
+            .get(..2)
+            .filter(|p| p.eq_ignore_ascii_case("im"))
+            .map(|_| &self.head[2..])
+        else {
+            return false;
+        };
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
+/// The class of an exact ALL-IDB2 name `Im<digits>_<0|1>`; used to recognise the layout,
+/// so other names cannot trigger it.
 fn strict_all_idb2_label(stem: &str) -> Option<usize> {
-    let rest = stem
-        .get(..2)
-        .filter(|p| p.eq_ignore_ascii_case("im"))
-        .map(|_| &stem[2..])?;
-    let (digits, y) = rest.split_once('_')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match y {
-        "0" => Some(0),
-        "1" => Some(1),
-        _ => None,
-    }
+    AllIdb2Name::parse(stem)
+        .filter(AllIdb2Name::is_exact)
+        .map(|n| n.label())
 }
 
-/// The true label `Y` of an ALL-IDB2 name `Im…_Y` (0 healthy, 1 blast), as explanation and
-/// evaluation outputs named by stem are read; `None` for other names.
+/// The true label `Y` of an ALL-IDB2 name `Im<digits>_Y` (0 healthy, 1 blast), as
+/// explanation and evaluation outputs named by stem are read; `None` for other names.
 pub fn label_from_stem(stem: &str) -> Option<usize> {
-    let (head, y) = stem.rsplit_once('_')?;
-    if !head.starts_with("Im") {
-        return None;
-    }
-    match y {
-        "0" => Some(0),
-        "1" => Some(1),
-        _ => None,
-    }
+    strict_all_idb2_label(stem)
 }
 
-/// The class digit after the last `_`, as the ALL-IDB2 layout reads names.
+/// The class after the last `_` of any stem with a non-empty head: how a folder already
+/// recognised as ALL-IDB2 labels each of its images.
 fn all_idb2_label(stem: &str) -> Option<usize> {
-    match stem.rsplit_once('_') {
-        Some((head, "0")) if !head.is_empty() => Some(0),
-        Some((head, "1")) if !head.is_empty() => Some(1),
-        _ => None,
-    }
+    AllIdb2Name::parse(stem).map(|n| n.label())
 }
 
 /// The folder holding ALL-IDB2 images: `root` itself, or `root/img` as in
@@ -1149,6 +1170,10 @@ mod tests {
         assert_eq!(label_from_stem("cell_7"), None);
         assert_eq!(all_idb2_label("_1"), None);
         assert_eq!(all_idb2_label("Im001_2"), None);
+        // Outputs named by stem are labelled only when the name is ALL-IDB2's own.
+        assert_eq!(label_from_stem("Image_of_cell_1"), None);
+        assert_eq!(label_from_stem("Im001_rot90_1"), None);
+        assert_eq!(label_from_stem("im007_1"), Some(1));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Writing a synthetic dataset to disk in the ALL-IDB2 layout.
 
 use crate::{CellKind, GENERATOR_VERSION, SynthConfig, generate_one, label_of, stem_of};
+use leukex_data::dataset::AllIdb2Name;
 use leukex_data::{DataError, LabelTable, MorphologyClass, fsutil, image_io};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -215,16 +216,9 @@ fn remove_stale(dir: &Path, ext: &str, keep: &HashSet<&str>) -> Result<usize, Da
     Ok(removed)
 }
 
+/// A name the generator writes (`Im001_1`, see [`crate::stem_of`]).
 fn is_synth_stem(stem: &str) -> bool {
-    let Some(rest) = stem.strip_prefix("Im") else {
-        return false;
-    };
-    let Some((digits, label)) = rest.split_once('_') else {
-        return false;
-    };
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (label == "0" || label == "1")
+    AllIdb2Name::parse(stem).is_some_and(|n| n.is_exact())
 }
 
 #[cfg(test)]
