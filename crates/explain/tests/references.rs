@@ -51,7 +51,8 @@ use leukex_explain::run::explain_batch;
 use leukex_explain::score_cam::{DEFAULT_SCORE_CAM_BATCH, score_cam};
 use leukex_explain::target::Score;
 use leukex_models::closed_form::{
-    closed_form_state_dict, f32_failures, input_value, max_abs_per_image, rel_l2_per_image,
+    F32Yardstick, closed_form_state_dict, f32_failures, input_value, max_abs_per_image,
+    rel_l2_per_image,
 };
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict};
 
@@ -73,24 +74,16 @@ struct Yardstick {
 
 impl Yardstick {
     fn from_meta(what: &str, meta: &HashMap<String, String>) -> Self {
-        let raw = meta.get("torch_f32_yardstick").unwrap_or_else(|| {
-            panic!("{what}: no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)")
-        });
-        let v: serde_json::Value = serde_json::from_str(raw).unwrap();
-        let list = |v: &serde_json::Value| -> Vec<f64> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e.as_f64().unwrap())
-                .collect()
-        };
+        let y = F32Yardstick::from_metadata(what, meta.get("torch_f32_yardstick"));
         Yardstick {
-            logits_max_abs: v.get("logits_max_abs").map(list).unwrap_or_default(),
-            maps: v["maps"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, e)| (k.clone(), list(e)))
+            logits_max_abs: y.try_per_image(&["logits_max_abs"]).unwrap_or_default(),
+            maps: y
+                .names(&["maps"])
+                .into_iter()
+                .map(|k| {
+                    let v = y.per_image(&["maps", &k]);
+                    (k, v)
+                })
                 .collect(),
         }
     }

@@ -101,6 +101,83 @@ pub fn f32_bound(tolerance: f64, yardstick: f64) -> f64 {
     tolerance.max(F32_K * yardstick)
 }
 
+/// The reference library's own float32 error, as a fixture records it in its metadata
+/// under `torch_f32_yardstick` (`scripts/fixtures/gen_f32_yardstick.py`): lists of per-image
+/// errors (or single numbers) by name, possibly nested (`maps.<method>`). Every reference
+/// test reads it here; a missing entry panics naming the fixture and the entry.
+pub struct F32Yardstick {
+    fixture: String,
+    json: serde_json::Value,
+}
+
+impl F32Yardstick {
+    /// The yardstick in `metadata` (the fixture's metadata entry), `fixture` naming the
+    /// fixture in messages.
+    pub fn from_metadata(fixture: &str, metadata: Option<&String>) -> Self {
+        let raw = metadata.unwrap_or_else(|| {
+            panic!("{fixture}: no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)")
+        });
+        let json = serde_json::from_str(raw)
+            .unwrap_or_else(|e| panic!("{fixture}: torch_f32_yardstick is not JSON: {e}"));
+        Self {
+            fixture: fixture.to_string(),
+            json,
+        }
+    }
+
+    /// The entry at `path` (object keys), if present.
+    fn entry(&self, path: &[&str]) -> Option<&serde_json::Value> {
+        path.iter().try_fold(&self.json, |v, key| v.get(key))
+    }
+
+    fn missing(&self, path: &[&str]) -> ! {
+        panic!(
+            "{}: no float32 yardstick for {}",
+            self.fixture,
+            path.join(".")
+        )
+    }
+
+    /// The per-image errors at `path`, if recorded.
+    pub fn try_per_image(&self, path: &[&str]) -> Option<Vec<f64>> {
+        let list = self.entry(path)?.as_array()?;
+        Some(
+            list.iter()
+                .map(|e| {
+                    e.as_f64().unwrap_or_else(|| {
+                        panic!(
+                            "{}: {} holds {e}, not a number",
+                            self.fixture,
+                            path.join(".")
+                        )
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The per-image errors at `path`.
+    pub fn per_image(&self, path: &[&str]) -> Vec<f64> {
+        self.try_per_image(path)
+            .unwrap_or_else(|| self.missing(path))
+    }
+
+    /// The single error at `path` (e.g. a training run's loss drift).
+    pub fn number(&self, path: &[&str]) -> f64 {
+        self.entry(path)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| self.missing(path))
+    }
+
+    /// The names under the object at `path` (e.g. the methods of `maps`).
+    pub fn names(&self, path: &[&str]) -> Vec<String> {
+        match self.entry(path).and_then(serde_json::Value::as_object) {
+            Some(o) => o.keys().cloned().collect(),
+            None => self.missing(path),
+        }
+    }
+}
+
 /// `distance(got_i, want_i)` of each of `n` equal-sized images.
 fn per_image(
     got: &[f64],

@@ -22,7 +22,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use common::{Fixture, closed_form_state_dict, input_value};
-use leukex_models::closed_form::{f32_failures, max_abs_per_image, rel_l2_per_image};
+use leukex_models::closed_form::{F32Yardstick, f32_failures, max_abs_per_image, rel_l2_per_image};
 use leukex_models::{Arch, Classifier, ModelConfig};
 
 const LOGIT_MAX_ABS_F32: f64 = 1e-4;
@@ -42,21 +42,10 @@ fn sci(v: &[f64]) -> String {
 }
 
 fn yardstick(fx: &Fixture, case: &str) -> Yardstick {
-    let raw = fx.meta.get("torch_f32_yardstick").unwrap_or_else(|| {
-        panic!("{case}: fixture has no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)")
-    });
-    let v: serde_json::Value = serde_json::from_str(raw).unwrap();
-    let list = |key: &str| -> Vec<f64> {
-        v[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("{case}: yardstick lacks {key}"))
-            .iter()
-            .map(|e| e.as_f64().unwrap())
-            .collect()
-    };
+    let y = F32Yardstick::from_metadata(case, fx.meta.get("torch_f32_yardstick"));
     Yardstick {
-        logits_max_abs: list("logits_max_abs"),
-        input_grad_rel_l2: list("input_grad_rel_l2"),
+        logits_max_abs: y.per_image(&["logits_max_abs"]),
+        input_grad_rel_l2: y.per_image(&["input_grad_rel_l2"]),
     }
 }
 

@@ -17,7 +17,7 @@
 
 use burn::prelude::*;
 use burn::tensor::{FloatDType, Int};
-use leukex_models::closed_form::{closed_form_state_dict, f32_failures, unit};
+use leukex_models::closed_form::{F32Yardstick, closed_form_state_dict, f32_failures, unit};
 use leukex_models::{Arch, Classifier, ModelConfig, StateDict};
 use leukex_train::{Optimizer, OptimizerKind, train_step};
 
@@ -39,12 +39,8 @@ fn float32_drift(case: &str) -> f64 {
     let raw = md
         .metadata()
         .as_ref()
-        .and_then(|m| m.get("torch_f32_yardstick").cloned())
-        .expect("fixture has no torch_f32_yardstick (scripts/fixtures/gen_f32_yardstick.py)");
-    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    v["losses_max_abs"][case]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no float32 drift for {case}"))
+        .and_then(|m| m.get("torch_f32_yardstick").cloned());
+    F32Yardstick::from_metadata("resnet18_steps", raw.as_ref()).number(&["losses_max_abs", case])
 }
 
 fn get<'a>(f: &'a StateDict, key: &str) -> &'a [f32] {
