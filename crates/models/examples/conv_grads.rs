@@ -1,4 +1,4 @@
-//! Times burn's generic convolution gradients against `leukex_models::conv_grad`'s on
+//! Times burn's generic convolution gradients against `leukex_models::conv`'s on
 //! ResNet18's convolution shapes (and two depthwise ones) at batch `N` (default 16):
 //!
 //!     cargo run --release -p leukex-models --example conv_grads [N]

@@ -8,14 +8,14 @@
 //! narrowest, slowest microkernel. Here every `groups == 1`, `f32` convolution is im2col
 //! plus one matrix product per chunk of output positions:
 //!
-//! - [`forward`]: the forward pass, written straight into the NCHW output; it also serves
+//! - `forward`: the forward pass, written straight into the NCHW output; it also serves
 //!   the input gradient of a stride-1 convolution (the convolution of the output gradient
 //!   with the flipped, transposed kernel);
-//! - [`backward`]: the weight gradient (`dW += dYc · colᵀ` per chunk, in four fixed
+//! - `backward`: the weight gradient (`dW += dYc · colᵀ` per chunk, in four fixed
 //!   partial sums), the strided input gradients (burn-flex's transposed convolution: an
 //!   im2col + col2im route measured 1–4× *slower*, the scatter-add of col2im), the
 //!   depthwise gradients (EfficientNet: direct per-channel loops), and the autodiff node;
-//! - [`geometry`]: shapes, padding (TensorFlow "SAME" included), chunk sizes, im2col.
+//! - `geometry`: shapes, padding (TensorFlow "SAME" included), chunk sizes, im2col.
 //!
 //! Chunk sizes depend on the layer, never on the thread count, so results do not depend
 //! on the number of threads. Values differ from burn's by float rounding (another
