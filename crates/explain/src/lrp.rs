@@ -434,7 +434,12 @@ fn rule_backward<const D: usize>(
                 .iter()
                 .filter(|t| !skipped(t))
                 .map(|t| {
-                    let a = modify_input(x, &t.input);
+                    // On a non-negative input the positive part is the input itself: no
+                    // copy to compute, and none for the backward pass to keep.
+                    let a = match t.input {
+                        InputMod::Positive if non_negative => x.clone(),
+                        _ => modify_input(x, &t.input),
+                    };
                     let z = value(&a, t);
                     (t.clone(), a, z)
                 })
