@@ -360,10 +360,10 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// A file stem read the way ALL-IDB2 names its images, `Im<number>_<Y>` (`Y`: 1 blast,
-/// 0 healthy): the one reading of such names in leukex (data layouts, explanation and
-/// evaluation outputs named by stem, the synthetic data's own files).
+/// 0 healthy): the one reading of such names in leukex, behind [`label_from_stem`] (exact
+/// names) and the layout's labels of every image in an ALL-IDB2 folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AllIdb2Name<'a> {
+struct AllIdb2Name<'a> {
     /// Everything before the last `_`.
     head: &'a str,
     label: usize,
@@ -371,7 +371,7 @@ pub struct AllIdb2Name<'a> {
 
 impl<'a> AllIdb2Name<'a> {
     /// A stem ending in `_0` or `_1` after a non-empty head; `None` for other stems.
-    pub fn parse(stem: &'a str) -> Option<Self> {
+    fn parse(stem: &'a str) -> Option<Self> {
         let (head, y) = stem.rsplit_once('_')?;
         let label = match y {
             "0" => 0,
@@ -382,13 +382,13 @@ impl<'a> AllIdb2Name<'a> {
     }
 
     /// The class: 1 blast, 0 healthy.
-    pub fn label(&self) -> usize {
+    fn label(&self) -> usize {
         self.label
     }
 
     /// Whether the head is exactly `Im<digits>` (`Im` in any case), as in the original
     /// distribution: only such names make a folder an ALL-IDB2 folder.
-    pub fn is_exact(&self) -> bool {
+    fn is_exact(&self) -> bool {
         let Some(digits) = self
             .head
             .get(..2)
@@ -401,18 +401,13 @@ impl<'a> AllIdb2Name<'a> {
     }
 }
 
-/// The class of an exact ALL-IDB2 name `Im<digits>_<0|1>`; used to recognise the layout,
-/// so other names cannot trigger it.
-fn strict_all_idb2_label(stem: &str) -> Option<usize> {
+/// The true label `Y` of an exact ALL-IDB2 name `Im<digits>_Y` (0 healthy, 1 blast);
+/// `None` for other names. It recognises the layout (so other names cannot trigger it), and
+/// labels explanation and evaluation outputs named by stem and the synthetic data's files.
+pub fn label_from_stem(stem: &str) -> Option<usize> {
     AllIdb2Name::parse(stem)
         .filter(AllIdb2Name::is_exact)
         .map(|n| n.label())
-}
-
-/// The true label `Y` of an ALL-IDB2 name `Im<digits>_Y` (0 healthy, 1 blast), as
-/// explanation and evaluation outputs named by stem are read; `None` for other names.
-pub fn label_from_stem(stem: &str) -> Option<usize> {
-    strict_all_idb2_label(stem)
 }
 
 /// The class after the last `_` of any stem with a non-empty head: how a folder already
@@ -431,7 +426,7 @@ fn all_idb2_image_dir(root: &Path) -> Option<PathBuf> {
             image_files(d).is_ok_and(|files| {
                 files
                     .iter()
-                    .any(|p| strict_all_idb2_label(&file_stem(p)).is_some())
+                    .any(|p| label_from_stem(&file_stem(p)).is_some())
             })
         })
 }
@@ -1159,11 +1154,11 @@ mod tests {
 
     #[test]
     fn all_idb2_names() {
-        assert_eq!(strict_all_idb2_label("Im001_1"), Some(1));
-        assert_eq!(strict_all_idb2_label("im260_0"), Some(0));
-        assert_eq!(strict_all_idb2_label("Im001_2"), None);
-        assert_eq!(strict_all_idb2_label("Im001"), None);
-        assert_eq!(strict_all_idb2_label("Imx_1"), None);
+        assert_eq!(label_from_stem("Im001_1"), Some(1));
+        assert_eq!(label_from_stem("im260_0"), Some(0));
+        assert_eq!(label_from_stem("Im001_2"), None);
+        assert_eq!(label_from_stem("Im001"), None);
+        assert_eq!(label_from_stem("Imx_1"), None);
         assert_eq!(all_idb2_label("slide3_cell_1"), Some(1));
         assert_eq!(label_from_stem("Im001_1"), Some(1));
         assert_eq!(label_from_stem("Im260_0"), Some(0));

@@ -248,13 +248,7 @@ pub(crate) fn probed_pass(
         true => x.inner().autodiff().require_grad(),
         false => x.inner(),
     };
-    let mut ops = SharedGradientOps {
-        layers,
-        captured: Vec::new(),
-        values: std::mem::take(values),
-        linear_layers_seen: 0,
-        unfolded: false,
-    };
+    let mut ops = SharedGradientOps::new(layers, std::mem::take(values));
     let logits = model.forward_ops(x.clone(), &mut ops);
     let captured = ops.captured;
     *values = ops.values;
@@ -294,13 +288,7 @@ pub(crate) fn probed_pass(
 /// instead of computing them again ([`crate::run::explain_batch_sharing`]). The logits
 /// differ from [`Classifier::forward`]'s by rounding only.
 pub fn forward_sharing(model: &Classifier, x: Tensor<4>, values: &mut LayerValues) -> Tensor<2> {
-    let mut ops = SharedGradientOps {
-        layers: &[],
-        captured: Vec::new(),
-        values: std::mem::take(values),
-        linear_layers_seen: 0,
-        unfolded: false,
-    };
+    let mut ops = SharedGradientOps::new(&[], std::mem::take(values));
     let logits = model.forward_ops(x.inner(), &mut ops);
     *values = ops.values;
     logits.inner()
@@ -316,6 +304,19 @@ struct SharedGradientOps<'a> {
     linear_layers_seen: usize,
     /// Whether a convolution ran unfolded (its pre-BatchNorm output was requested).
     unfolded: bool,
+}
+
+impl<'a> SharedGradientOps<'a> {
+    /// Probes at `layers`, convolution outputs from (and into) `values`.
+    fn new(layers: &'a [String], values: LayerValues) -> Self {
+        Self {
+            layers,
+            captured: Vec::new(),
+            values,
+            linear_layers_seen: 0,
+            unfolded: false,
+        }
+    }
 }
 
 impl Ops for SharedGradientOps<'_> {

@@ -39,10 +39,8 @@ use leukex_render::{colourise, overlay};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::cam::forward_sharing;
-use crate::cam::{CamError, CamStyle, default_layer};
-use crate::lrp::LayerValues;
-use crate::lrp::lrp_with_conservation;
+use crate::cam::{CamError, CamStyle, default_layer, forward_sharing};
+use crate::lrp::{LayerValues, lrp_with_conservation};
 use crate::method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
 use crate::preset::PAPER_ASSUMPTIONS;
 use crate::run::{ExplainOptions, explain_batch_sharing, shares_forward_values};

@@ -32,11 +32,7 @@ fn input(shape: [usize; 4]) -> Tensor<4> {
     Tensor::<4>::from_data(TensorData::new(input_value(&shape), shape), &dev).cast(FloatDType::F64)
 }
 
-fn values(t: Tensor<4>) -> Vec<f64> {
-    t.into_data().try_into_vec::<f64>().unwrap()
-}
-
-fn values2(t: Tensor<2>) -> Vec<f64> {
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.into_data().try_into_vec::<f64>().unwrap()
 }
 
@@ -334,7 +330,7 @@ fn the_forward_pass_that_picks_the_targets_serves_every_later_pass() {
     let mut shared = LayerValues::default();
     let logits = forward_sharing(&m, x.clone(), &mut shared);
     assert_eq!(shared.len(), convs, "one kept output per convolution");
-    let (a, b) = (values2(logits), values2(m.forward(x.clone())));
+    let (a, b) = (values(logits), values(m.forward(x.clone())));
     let scale = b.iter().fold(0f64, |s, v| s.max(v.abs()));
     for (u, v) in a.iter().zip(&b) {
         assert!((u - v).abs() <= 1e-12 * scale, "logit {u} vs {v}");

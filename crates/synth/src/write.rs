@@ -1,7 +1,7 @@
 //! Writing a synthetic dataset to disk in the ALL-IDB2 layout.
 
 use crate::{CellKind, GENERATOR_VERSION, SynthConfig, generate_one, label_of, stem_of};
-use leukex_data::dataset::AllIdb2Name;
+use leukex_data::dataset::label_from_stem;
 use leukex_data::{DataError, LabelTable, MorphologyClass, fsutil, image_io};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -218,7 +218,7 @@ fn remove_stale(dir: &Path, ext: &str, keep: &HashSet<&str>) -> Result<usize, Da
 
 /// A name the generator writes (`Im001_1`, see [`crate::stem_of`]).
 fn is_synth_stem(stem: &str) -> bool {
-    AllIdb2Name::parse(stem).is_some_and(|n| n.is_exact())
+    label_from_stem(stem).is_some()
 }
 
 #[cfg(test)]
