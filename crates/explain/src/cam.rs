@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::lrp::{Chain, LayerKey, LayerValues, PLAIN};
 use crate::relevance_conv::{ConvTerm, relevance_conv};
 use crate::resize::{PixelGrid::HalfPixel, resize_bicubic_matlab, resize_bilinear};
+use crate::rules::ParamMod;
 use crate::target::Score;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -345,8 +346,6 @@ impl Ops for SharedGradientOps<'_> {
             self.unfolded = true;
             return plain_conv(self, name, conv, bn, x);
         }
-        let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
-        let (w, b) = (w.inner(), b.map(|b| b.inner()));
         let [_, _, h, wd] = x.dims();
         let options = conv_options(conv, h, wd);
         let key = LayerKey {
@@ -354,6 +353,10 @@ impl Ops for SharedGradientOps<'_> {
             name,
             chain: Chain::BatchNormFolded,
         };
+        let (w, b) = self.values.weights(&key, ParamMod::Identity, || {
+            let (w, b) = fold_batch_norm(conv, bn.map(|(_, b)| b));
+            (w.inner(), b.map(|b| b.inner()))
+        });
         let xd = x.clone().inner();
         let compute = || conv2d(xd.clone(), w.clone(), b, options.clone());
         let z = match self.unfolded {

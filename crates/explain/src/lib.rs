@@ -38,6 +38,7 @@ pub mod resize;
 pub mod rules;
 pub mod run;
 pub mod score_cam;
+pub mod stabilizer;
 pub mod target;
 
 pub use cam::{CamKind, CamStyle, default_layer, scale_and_resize};

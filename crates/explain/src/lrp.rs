@@ -62,10 +62,11 @@ use leukex_models::conv::conv2d_train as conv2d;
 use leukex_models::{Network, Ops, adaptive_avg_pool, conv_options, fold_batch_norm};
 
 use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
-use crate::relevance_conv::{ConvTerm, relevance_conv, with_backward_of};
+use crate::relevance_conv::{ConvTerm, proportional_sum, relevance_conv, with_backward_of};
 use crate::rules::{
     Group, INNVESTIGATE_SAFE_DIVIDE, InputMod, OutputMask, ParamMod, Rule, Stabilizer, Term,
 };
+use crate::stabilizer::{Factor, output_factor, stabilized};
 use crate::target::InitRelevance;
 
 /// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
@@ -289,12 +290,20 @@ impl<'a> LrpOps<'a> {
         matches!(self.composite.innvestigate, Some(Innvestigate::DeepTaylor))
     }
 
-    /// The denominator stabiliser of the proportional (`Norm`) sums and average pools.
-    fn stabilize_norm<const D: usize>(&self, z: Tensor<D>) -> Tensor<D> {
-        match self.composite.innvestigate {
-            Some(_) => safe_divisor(z, INNVESTIGATE_SAFE_DIVIDE),
-            None => stabilize(z, crate::rules::STABILIZER),
-        }
+    /// `1 / stabilize(z)` of the proportional (`Norm`) sums and average pools, a constant
+    /// of the pass.
+    fn norm_factor<const D: usize>(&self, z: Tensor<D>) -> Tensor<D> {
+        let (stabilizer, epsilon) = match self.composite.innvestigate {
+            Some(_) => (Stabilizer::ZeroOnly, INNVESTIGATE_SAFE_DIVIDE),
+            None => (Stabilizer::Signed, crate::rules::STABILIZER),
+        };
+        let factor = Factor {
+            stabilizer,
+            epsilon,
+            coefficient: 1.0,
+            mask: OutputMask::All,
+        };
+        output_factor(z, None, factor)
     }
 }
 
@@ -304,31 +313,14 @@ fn with_backward<const D: usize>(z: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
     with_backward_of(z, g)
 }
 
-/// `z + ε·(sign(z) + [z = 0])` (Zennit's `stabilize`).
-fn stabilize<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    // sign(z) + [z = 0] is +1 where z ≥ 0 and −1 elsewhere: iNNvestigate's form.
-    signed_divisor(z, epsilon)
-}
-
 /// `z + ε·[z = 0]` (iNNvestigate's `safe_divide`).
 fn safe_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    // 0 + ε is ε.
-    let zero = z.clone().equal_elem(0.0);
-    z.mask_fill(zero, epsilon)
+    stabilized(z, Stabilizer::ZeroOnly, epsilon)
 }
 
-/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule), as
-/// `z + ε` and `z − ε` (the same floats as adding ±1·ε).
+/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule).
 fn signed_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    let negative = z.clone().lower_elem(0.0);
-    (z.clone() + epsilon).mask_where(negative, z - epsilon)
-}
-
-fn stabilize_group<const D: usize>(z: Tensor<D>, g: &Group) -> Tensor<D> {
-    match g.stabilizer {
-        Stabilizer::Signed => stabilize(z, g.epsilon),
-        Stabilizer::ZeroOnly => safe_divisor(z, g.epsilon),
-    }
+    stabilized(z, Stabilizer::Signed, epsilon)
 }
 
 fn modify<const D: usize>(w: Tensor<D>, m: ParamMod) -> Tensor<D> {
@@ -469,19 +461,14 @@ fn rule_backward<const D: usize>(
             })
             .reduce(|a, b| a + b)
             .expect("a group has terms");
-        let mut scale = stabilize_group(denominator, g).recip();
-        if g.coefficient != 1.0 {
-            scale = scale * g.coefficient;
-        }
-        match g.mask {
-            OutputMask::All => {}
-            OutputMask::Positive => {
-                scale = scale * z.clone().greater_elem(0.0).float().cast(z.dtype())
-            }
-            OutputMask::Negative => {
-                scale = scale * z.clone().lower_elem(0.0).float().cast(z.dtype())
-            }
-        }
+        let factor = Factor {
+            stabilizer: g.stabilizer,
+            epsilon: g.epsilon,
+            coefficient: g.coefficient,
+            mask: g.mask,
+        };
+        let masked_by = (g.mask != OutputMask::All).then(|| z.clone());
+        let scale = output_factor(denominator, masked_by, factor);
         for (t, a, _) in outs.drain(..) {
             if !carries_relevance(&t) {
                 continue;
@@ -507,10 +494,19 @@ fn rule_backward<const D: usize>(
 /// forward values ([`Chain`]; every pass's forward values are exact), so passes that share
 /// a term (the plain output `z`: the gradient pass, ε, and every rule's output mask; z⁺ of
 /// EpsilonPlus and Deep Taylor) compute it once. Valid for one input batch only.
+///
+/// It also keeps each convolution's weight and bias as the passes use them (BatchNorm
+/// folded in on [`Chain::BatchNormFolded`], a rule's parameter modifier applied): a fold
+/// or a modifier is one pass over all of the network's weights and a fresh buffer of
+/// their size, so it is made once per batch, not once per pass and term.
 #[derive(Default)]
 pub struct LayerValues {
     values: std::collections::HashMap<String, Tensor<4>>,
+    weights: std::collections::HashMap<String, ConvParams>,
 }
+
+/// A convolution's weight and bias.
+pub(crate) type ConvParams = (Tensor<4>, Option<Tensor<1>>);
 
 /// How a pass computes its forward values; passes share values only within one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,6 +548,20 @@ impl LayerValues {
         self.values.entry(key).or_insert_with(compute).clone()
     }
 
+    /// The weight and bias of `layer` under `params`: kept, or `compute`d and kept.
+    pub(crate) fn weights(
+        &mut self,
+        layer: &LayerKey,
+        params: ParamMod,
+        compute: impl FnOnce() -> ConvParams,
+    ) -> ConvParams {
+        let key = format!(
+            "{}|{}|{:?}|{:?}",
+            layer.ordinal, layer.name, layer.chain, params
+        );
+        self.weights.entry(key).or_insert_with(compute).clone()
+    }
+
     /// How many term values are kept.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -562,7 +572,8 @@ impl LayerValues {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.values.clear()
+        self.values.clear();
+        self.weights.clear();
     }
 }
 
@@ -577,11 +588,6 @@ impl Ops for LrpOps<'_> {
         let rule = self.next_rule(name, LayerKind::Conv);
         // iNNvestigate keeps BatchNorm a layer of its own (see `batch_norm_compat`).
         let separate_bn = self.composite.innvestigate.as_ref().zip(bn);
-        let (w, b) = match separate_bn {
-            Some(_) => fold_batch_norm(conv, None),
-            None => fold_batch_norm(conv, bn.map(|(_, b)| b)),
-        };
-        let (w, b) = (w.inner(), b.map(|b| b.inner()));
         let [_, _, h, wd] = x.dims();
         let options = conv_options(conv, h, wd);
         let xd = x.clone().inner();
@@ -592,19 +598,25 @@ impl Ops for LrpOps<'_> {
             chain: self.chain(),
         };
         let values = &mut self.values;
-        let mut value = |a: &Tensor<4>, t: &Term| {
-            values.term(&key, t, a, || {
-                let bias = if t.bias {
-                    b.clone().map(|b| modify(b, t.params))
-                } else {
-                    None
-                };
-                conv2d(
-                    a.clone(),
-                    modify(w.clone(), t.params),
-                    bias,
-                    options.clone(),
+        let (w, b) = values.weights(&key, ParamMod::Identity, || {
+            let (w, b) = match separate_bn {
+                Some(_) => fold_batch_norm(conv, None),
+                None => fold_batch_norm(conv, bn.map(|(_, b)| b)),
+            };
+            (w.inner(), b.map(|b| b.inner()))
+        });
+        let modified = |values: &mut LayerValues, params: ParamMod| {
+            values.weights(&key, params, || {
+                (
+                    modify(w.clone(), params),
+                    b.clone().map(|b| modify(b, params)),
                 )
+            })
+        };
+        let mut value = |a: &Tensor<4>, t: &Term| {
+            let (wk, bk) = modified(values, t.params);
+            values.term(&key, t, a, || {
+                conv2d(a.clone(), wk, bk.filter(|_| t.bias), options.clone())
             })
         };
         let rule = rule_backward(&xd, &groups, &mut value);
@@ -612,7 +624,7 @@ impl Ops for LrpOps<'_> {
             .terms
             .into_iter()
             .map(|t| ConvTerm {
-                weight: modify(w.clone(), t.params),
+                weight: modified(&mut self.values, t.params).0,
                 in_factor: Some(t.input),
                 out_factor: Some(t.out_factor),
             })
@@ -664,17 +676,17 @@ impl Ops for LrpOps<'_> {
 
     fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {
         if self.deep_taylor_compat() {
-            return activation::relu(x);
+            return leukex_models::relu::relu(x);
         }
-        let z = activation::relu(x.clone().detach());
+        let z = leukex_models::relu::relu(x.clone().detach());
         with_backward(z, x)
     }
 
     fn relu2(&mut self, x: Tensor<2>) -> Tensor<2> {
         if self.deep_taylor_compat() {
-            return activation::relu(x);
+            return leukex_models::relu::relu(x);
         }
-        let z = activation::relu(x.clone().detach());
+        let z = leukex_models::relu::relu(x.clone().detach());
         with_backward(z, x)
     }
 
@@ -682,7 +694,7 @@ impl Ops for LrpOps<'_> {
         if self.deep_taylor_compat() {
             return activation::relu6(x);
         }
-        let z = leukex_models::relu6::relu6(x.clone().detach());
+        let z = leukex_models::relu::relu6(x.clone().detach());
         with_backward(z, x)
     }
 
@@ -693,7 +705,7 @@ impl Ops for LrpOps<'_> {
         }
         let xd = x.clone().detach();
         let z = pool(xd.clone());
-        let scale = self.stabilize_norm(z.clone()).recip().detach();
+        let scale = self.norm_factor(z.clone());
         let g = pool(xd * x) * scale;
         with_backward(z, g)
     }
@@ -702,11 +714,9 @@ impl Ops for LrpOps<'_> {
         if self.deep_taylor_compat() {
             return a + b;
         }
-        let (ad, bd) = (a.clone().detach(), b.clone().detach());
-        let z = ad.clone() + bd.clone();
-        let scale = self.stabilize_norm(z.clone()).recip().detach();
-        let g = (ad * a + bd * b) * scale;
-        with_backward(z, g)
+        let z = a.clone().detach() + b.clone().detach();
+        let scale = self.norm_factor(z.clone());
+        proportional_sum(z, a, b, scale)
     }
 }
 
@@ -735,16 +745,23 @@ fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tens
     let k = gamma / root.clone();
     let c = beta.clone() - mean.clone() / root;
     let safe = |t: Tensor<4>| safe_divisor(t, INNVESTIGATE_SAFE_DIVIDE);
-    let (xp, xn) = (xd.clone().clamp_min(0.0), xd.clone().clamp_max(0.0));
-    let (kp, kn) = (k.clone().clamp_min(0.0), k.clone().clamp_max(0.0));
-    let (cp, cn) = (c.clone().clamp_min(0.0), c.clone().clamp_max(0.0));
+    // The positive and negative parts, for the αβ rules only (each is a pass over `x`).
+    let parts = || {
+        let (xp, xn) = (xd.clone().clamp_min(0.0), xd.clone().clamp_max(0.0));
+        let (kp, kn) = (k.clone().clamp_min(0.0), k.clone().clamp_max(0.0));
+        let (cp, cn) = (c.clone().clamp_min(0.0), c.clone().clamp_max(0.0));
+        (xp, xn, kp, kn, cp, cn)
+    };
     let f = match rule {
-        BatchNormRule::Gradient => slope + xd.zeros_like(),
+        // The slope per channel, `[1, C, 1, 1]`: the product below broadcasts it.
+        BatchNormRule::Gradient => slope,
         BatchNormRule::Epsilon { epsilon } => {
-            let z = xd.clone() * k.clone() + c;
-            xd * k / signed_divisor(z, *epsilon)
+            let xk = xd.clone() * k.clone();
+            let z = xk.clone() + c.clone();
+            xk / signed_divisor(z, *epsilon)
         }
         BatchNormRule::AlphaBeta { alpha, beta, bias } => {
+            let (xp, xn, kp, kn, cp, cn) = parts();
             let (cp, cn) = if *bias {
                 (cp, cn)
             } else {
@@ -759,6 +776,7 @@ fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tens
             f
         }
         BatchNormRule::AlphaBetaX2m100 => {
+            let (xp, _, kp, kn, cp, cn) = parts();
             let pp = xp.clone() * kp;
             let pn = xp * kn;
             (pp.clone() / safe(pp + cp)) * 2.0 - pn.clone() / safe(pn + cn)

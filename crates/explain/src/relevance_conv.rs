@@ -27,6 +27,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use leukex_models::conv::ConvGradients;
+use leukex_models::elementwise::ElementwiseKernels;
 
 /// Which factors of [`RelevanceConvBackend::relevance_conv`] apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,102 @@ pub fn with_backward_of<const D: usize>(value: Tensor<D>, g: Tensor<D>) -> Tenso
     ))
 }
 
+/// A sum whose backward pass splits the upstream relevance between its two terms in
+/// proportion to their values (LRP's rule for residual sums).
+#[backend_extension(Flex, Autodiff)]
+pub trait ProportionalSumBackend: Backend {
+    /// Forward: `value` (the sum `a + b`, computed by the caller). Backward: `∂a = (∂y ⊙
+    /// s) ⊙ a` and `∂b = (∂y ⊙ s) ⊙ b`, `a` and `b` their forward values and `s` a
+    /// constant (`1 / stabilize(a + b)`). As autodiff through `(a_d ⊙ a + b_d ⊙ b) ⊙ s`
+    /// (`_d`: detached) computes it, in the same order, without that expression's five
+    /// forward passes over the tensors.
+    fn proportional_sum(
+        value: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+impl ProportionalSumBackend for Flex {
+    fn proportional_sum(
+        value: FloatTensor<Self>,
+        _a: FloatTensor<Self>,
+        _b: FloatTensor<Self>,
+        _scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        value
+    }
+}
+
+#[derive(Debug)]
+struct ProportionalSumBackward;
+
+impl<B: ElementwiseKernels> Backward<B, 2> for ProportionalSumBackward {
+    /// The values of `a` and `b`, and the scale.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(
+        self,
+        ops: AutodiffOps<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let (a, b, scale) = ops.state;
+        let [node_a, node_b] = ops.parents;
+        let share = B::product(grads.consume::<B>(&ops.node), scale);
+        if let Some(node) = node_a {
+            grads.register::<B>(node.id, B::product(share.clone(), a));
+        }
+        if let Some(node) = node_b {
+            grads.register::<B>(node.id, B::product(share, b));
+        }
+    }
+}
+
+impl<B: ElementwiseKernels, C: CheckpointStrategy> ProportionalSumBackend for Autodiff<B, C> {
+    fn proportional_sum(
+        value: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match ProportionalSumBackward
+            .prepare::<C>([a.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (
+                    a.into_primitive(),
+                    b.into_primitive(),
+                    scale.into_primitive(),
+                ),
+                value.into_primitive(),
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(value.into_primitive()),
+        }
+    }
+}
+
+/// `a + b` in value (`value`, computed by the caller), splitting the relevance in
+/// proportion to `a` and `b`, scaled by the constant `scale` (see
+/// [`ProportionalSumBackend`]).
+pub fn proportional_sum(
+    value: Tensor<4>,
+    a: Tensor<4>,
+    b: Tensor<4>,
+    scale: Tensor<4>,
+) -> Tensor<4> {
+    let on = |t: Tensor<4>| t.inner().autodiff().into_dispatch();
+    Tensor::from_dispatch(<Dispatch as ProportionalSumBackend>::proportional_sum(
+        on(value),
+        a.into_dispatch(),
+        b.into_dispatch(),
+        on(scale),
+    ))
+}
+
 /// Without autodiff there is nothing to propagate: the value.
 impl RelevanceConvBackend for Flex {
     fn relevance_conv(
@@ -130,7 +227,7 @@ type State<B> = (
     ConvOptions<2>,
 );
 
-impl<B: ConvGradients> Backward<B, 1> for RelevanceConvBackward {
+impl<B: ConvGradients + ElementwiseKernels> Backward<B, 1> for RelevanceConvBackward {
     type State = State<B>;
 
     fn backward(
@@ -142,19 +239,21 @@ impl<B: ConvGradients> Backward<B, 1> for RelevanceConvBackward {
         let (x, weight, in_factor, out_factor, options) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
             let grad = match out_factor {
-                Some(s) => B::float_mul(grad, s),
+                Some(s) => B::product(grad, s),
                 None => grad,
             };
             let grad = B::conv2d_input_grad(x, weight, grad, options);
             match in_factor {
-                Some(a) => B::float_mul(grad, a),
+                Some(a) => B::product(grad, a),
                 None => grad,
             }
         });
     }
 }
 
-impl<B: ConvGradients, C: CheckpointStrategy> RelevanceConvBackend for Autodiff<B, C> {
+impl<B: ConvGradients + ElementwiseKernels, C: CheckpointStrategy> RelevanceConvBackend
+    for Autodiff<B, C>
+{
     fn relevance_conv(
         x: FloatTensor<Self>,
         value: FloatTensor<Self>,
@@ -314,6 +413,40 @@ mod tests {
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() <= 1e-5 * scale, "{g} vs {e}");
         }
+    }
+
+    /// The split equals autodiff through `(a_d ⊙ a + b_d ⊙ b) ⊙ s` bit for bit, in value
+    /// (`value`, untouched) and in both gradients.
+    #[test]
+    fn proportional_sum_splits_as_the_autodiff_expression() {
+        let shape = [2, 3, 4, 5];
+        let (a0, b0) = (seq(shape, 1.0, 0.3), seq(shape, 0.7, 1.9));
+        let s = seq(shape, 2.0, 3.1);
+        let w = seq(shape, 1.0, 4.4);
+        let (a, b) = (
+            a0.clone().autodiff().require_grad(),
+            b0.clone().autodiff().require_grad(),
+        );
+        let value = a0.clone() + b0.clone();
+        let reference = with_backward_of(
+            value.clone(),
+            (a0.clone().autodiff() * a.clone() + b0.clone().autodiff() * b.clone())
+                * s.clone().autodiff(),
+        );
+        let g_ref = (reference * w.clone().autodiff()).sum().backward();
+        let (a2, b2) = (a0.autodiff().require_grad(), b0.autodiff().require_grad());
+        let ours = proportional_sum(value.clone(), a2.clone(), b2.clone(), s);
+        assert_eq!(values(ours.clone().inner()), values(value));
+        let g = (ours * w.autodiff()).sum().backward();
+        assert_eq!(
+            values(a2.grad(&g).unwrap()),
+            values(a.grad(&g_ref).unwrap())
+        );
+        assert_eq!(
+            values(b2.grad(&g).unwrap()),
+            values(b.grad(&g_ref).unwrap())
+        );
+        assert!(values(a.grad(&g_ref).unwrap()).iter().any(|v| *v != 0.0));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation;
 use burn::tensor::module::adaptive_avg_pool2d;
 
 /// Convolution with torchvision's explicit symmetric padding.
@@ -92,7 +91,7 @@ pub trait Ops {
     }
 
     fn relu(&mut self, x: Tensor<4>) -> Tensor<4> {
-        activation::relu(x)
+        crate::relu::relu(x)
     }
 
     /// ReLU on `[N, C]` (VGG's classifier); by default the 4-D [`relu`](Ops::relu).
@@ -102,7 +101,7 @@ pub trait Ops {
     }
 
     fn relu6(&mut self, x: Tensor<4>) -> Tensor<4> {
-        crate::relu6::relu6(x)
+        crate::relu::relu6(x)
     }
 
     fn max_pool(&mut self, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {

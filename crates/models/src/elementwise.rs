@@ -1,0 +1,141 @@
+//! Parallel element-wise passes over `Flex` tensors.
+//!
+//! burn-flex runs its element-wise operations (comparisons, `mask_where`, scalar and
+//! binary arithmetic, ReLU) on the calling thread. Between the parallel convolutions of a
+//! pass they leave the other cores idle: in `leukex explain` on 2 cores they were a fifth
+//! of the process's CPU time, spent on one core while the other waited (perf, see
+//! docs/benchmarks.md). The activations and the LRP rules' stabilisers that sit on that
+//! path are written with [`map`] instead: one pass, cut into tasks, in place where the
+//! tensor owns its buffer alone.
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex, TensorMetadata};
+use burn::tensor::{Bytes, DType};
+use rayon::prelude::*;
+use std::ops::{Add, Div, Mul, Sub};
+
+/// Elements per parallel task.
+pub const CHUNK: usize = 1 << 14;
+
+/// The float types the kernels handle (`f32`, and `f64` for the reference checks).
+pub trait Real:
+    burn::tensor::Element
+    + bytemuck::Pod
+    + PartialOrd
+    + Send
+    + Sync
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// `v` rounded to this type, as burn rounds a scalar operand (`v as f32`).
+    fn of(v: f64) -> Self;
+    fn is_nan(self) -> bool;
+    fn max(self, other: Self) -> Self;
+    fn min(self, other: Self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn of(v: f64) -> Self {
+                v as $t
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            fn min(self, other: Self) -> Self {
+                <$t>::min(self, other)
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// `f(value, other)` for every element of `t` (`other` read alongside, or 0), in place
+/// where `t` owns its contiguous buffer alone, else into a new one.
+/// (`f` is a type parameter, not a `fn` pointer, so that it is inlined and the loop
+/// vectorised: as a pointer it was a call per element.)
+pub fn map<E: Real, F: Fn(E, E) -> E + Copy + Send + Sync>(
+    mut t: FlexTensor,
+    other: Option<&[E]>,
+    f: F,
+) -> FlexTensor {
+    let shape = t.shape();
+    let dtype = t.dtype();
+    let whole = t.layout().start_offset() == 0 && t.layout().is_contiguous();
+    let n = shape.num_elements();
+    if let Some(o) = other {
+        assert_eq!(o.len(), n, "element-wise pass: operands differ in length");
+    }
+    if whole && let Some(data) = t.try_storage_mut::<E>() {
+        data[..n]
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, d)| match other.map(|o| &o[i * CHUNK..][..d.len()]) {
+                Some(o) => d.iter_mut().zip(o).for_each(|(d, o)| *d = f(*d, *o)),
+                None => d.iter_mut().for_each(|d| *d = f(*d, E::ZERO)),
+            });
+        return t;
+    }
+    let t = t.to_contiguous();
+    let src = t.as_slice::<E>().expect("contiguous tensor");
+    // A new buffer, written once (not zeroed first: that was a pass of its own).
+    let mut out: Vec<E> = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, d)| {
+            let s = &src[i * CHUNK..][..d.len()];
+            match other.map(|o| &o[i * CHUNK..][..d.len()]) {
+                Some(o) => d
+                    .iter_mut()
+                    .zip(s.iter().zip(o))
+                    .for_each(|(d, (s, o))| _ = d.write(f(*s, *o))),
+                None => d
+                    .iter_mut()
+                    .zip(s)
+                    .for_each(|(d, s)| _ = d.write(f(*s, E::ZERO))),
+            }
+        });
+    // SAFETY: the chunks above cover `0..n` and write every element of them.
+    unsafe { out.set_len(n) };
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
+}
+
+/// Element-wise kernels of a backend without autodiff, for the backward passes that
+/// leukex writes itself (burn's own operations elsewhere).
+pub trait ElementwiseKernels: Backend {
+    /// `a ⊙ b`; `b` must have `a`'s shape (no broadcasting).
+    fn product(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl ElementwiseKernels for Flex {
+    fn product(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        assert_eq!(a.shape(), b.shape(), "element-wise product: shapes differ");
+        assert_eq!(a.dtype(), b.dtype(), "element-wise product: dtypes differ");
+        // In place into whichever operand owns its buffer alone.
+        let (a, b) = if !a.is_unique() && b.is_unique() {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        let b = b.to_contiguous();
+        match a.dtype() {
+            DType::F32 => map(a, b.as_slice::<f32>(), |x, y| x * y),
+            DType::F64 => map(a, b.as_slice::<f64>(), |x, y| x * y),
+            _ => Flex::float_mul(a, b),
+        }
+    }
+}
