@@ -14,7 +14,7 @@ use leukex_models::Classifier;
 use serde::{Deserialize, Serialize};
 
 use crate::cam::{CamError, CamStyle, default_layer, probed_pass};
-use crate::gradient::{gradient_with_logits, integrated_gradients, smoothgrad};
+use crate::gradient::{integrated_gradients, smoothgrad};
 use crate::guided::guided_backprop_with_logits;
 use crate::lrp::{LayerValues, lrp_with_values};
 use crate::method::Method;
@@ -97,7 +97,8 @@ pub fn explain_batch_sharing(
     let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
     // The gradient pass and the LRP composites share their convolutions' forward values.
     // The gradient's backward pass also serves the CAMs when they differentiate the same
-    // score (not with MATLAB-style CAMs on logit gradients).
+    // score (not with MATLAB-style CAMs on logit gradients, which take a pass of their own,
+    // on the same values).
     let grad = if !needs_gradient {
         None
     } else if cam_score == score {
@@ -116,7 +117,9 @@ pub fn explain_batch_sharing(
         }
         pass.input_gradient
     } else {
-        Some(gradient_with_logits(model, x.clone(), targets, score).0)
+        // The CAMs differentiate another score: a pass of the gradient's own, still on
+        // the shared convolution values.
+        probed_pass(model, x.clone(), targets, &[], score, &mut values, true)?.input_gradient
     };
     let mut out = Vec::with_capacity(methods.len());
     for m in methods {
@@ -171,6 +174,7 @@ pub fn explain_batch_sharing(
 mod tests {
     use super::*;
     use crate::composite::Composite;
+    use crate::gradient::gradient_with_logits;
     use crate::lrp::lrp_with_values;
     use crate::rules::Rule;
     use leukex_models::closed_form::{closed_form_state_dict, input_value};

@@ -186,16 +186,20 @@ pub(super) fn input_grad_stride1(
     let w = weight.to_contiguous();
     let ws = f32s(&w);
     let kk = g.kh * g.kw;
+    // One input channel's kernels per task: this transposing copy runs on every backward
+    // pass of every such convolution, and on one thread it left the other cores idle.
     let mut flipped = vec![0f32; ws.len()];
-    for co in 0..g.cout {
-        for ci in 0..g.cin {
-            let src = &ws[(co * g.cin + ci) * kk..][..kk];
-            let dst = &mut flipped[(ci * g.cout + co) * kk..][..kk];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
+    flipped
+        .par_chunks_mut(g.cout * kk)
+        .enumerate()
+        .for_each(|(ci, row)| {
+            for (co, dst) in row.chunks_exact_mut(kk).enumerate() {
+                let src = &ws[(co * g.cin + ci) * kk..][..kk];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
             }
-        }
-    }
+        });
     // Stride 1, the same dilation, padding `pt`, `pl` before the output gradient.
     let options = ConvOptions::new_with_padding([1, 1], [(pt, 0), (pl, 0)], [g.dh, g.dw], 1);
     let t = Geometry::from_shapes(
