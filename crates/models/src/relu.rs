@@ -164,12 +164,35 @@ mod tests {
         t.into_data().try_into_vec::<f32>().expect("f32 values")
     }
 
+    /// `ours` against `reference` on `data` (an autodiff tensor cut into parallel tasks):
+    /// the values must be equal; returns the input gradients of `Σ w·f(x)`, reference's
+    /// and ours, for weights `w` that vary.
+    fn against(
+        data: &[f32],
+        reference: impl Fn(Tensor<1>) -> Tensor<1>,
+        ours: impl Fn(Tensor<1>) -> Tensor<1>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let dev = Device::default().autodiff();
+        let n = data.len();
+        let weights: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let x = Tensor::<1>::from_data(TensorData::new(data.to_vec(), [n]), &dev).require_grad();
+        let w = Tensor::<1>::from_data(TensorData::new(weights, [n]), &dev);
+        let (r, o) = (reference(x.clone()), ours(x.clone()));
+        assert!(values(r.clone()) == values(o.clone()), "values differ");
+        let gradient = |y: Tensor<1>| {
+            let g = (y * w.clone()).sum().backward();
+            values(x.grad(&g).expect("gradient"))
+        };
+        let (r, o) = (gradient(r), gradient(o));
+        assert!(o.iter().filter(|v| **v != 0.0).count() > n / 4);
+        (r, o)
+    }
+
     /// Values equal burn's `clamp(0, 6)`; input gradients equal burn's off the bounds and
     /// are 0 at them (PyTorch's `hardtanh_backward`; burn's clamp passes the gradient
-    /// there), on a tensor big enough to be cut into parallel tasks; a NaN stays NaN.
+    /// there); a NaN stays NaN.
     #[test]
     fn relu6_equals_burns_clamp_with_pytorchs_gradient_at_the_bounds() {
-        let dev = Device::default().autodiff();
         let n = 3 * crate::elementwise::CHUNK + 7;
         let data: Vec<f32> = (0..n)
             .map(|i| match i % 9 {
@@ -178,22 +201,7 @@ mod tests {
                 _ => ((i * 31 % 200) as f32 - 60.0) * 0.08,
             })
             .collect();
-        let weights: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
-        let x = Tensor::<1>::from_data(TensorData::new(data.clone(), [n]), &dev).require_grad();
-        let w = Tensor::<1>::from_data(TensorData::new(weights, [n]), &dev);
-
-        let reference = x.clone().clamp(0.0, 6.0);
-        let ours = relu6(x.clone());
-        assert!(
-            values(reference.clone()) == values(ours.clone()),
-            "values differ"
-        );
-        let g_ref = (reference * w.clone()).sum().backward();
-        let g_ours = (ours * w).sum().backward();
-        let (r, o) = (
-            values(x.grad(&g_ref).expect("gradient")),
-            values(x.grad(&g_ours).expect("gradient")),
-        );
+        let (r, o) = against(&data, |x| x.clamp(0.0, 6.0), relu6);
         for (i, ((x, r), o)) in data.iter().zip(&r).zip(&o).enumerate() {
             let want = if *x == 0.0 || *x == 6.0 { 0.0 } else { *r };
             assert!(
@@ -201,8 +209,6 @@ mod tests {
                 "element {i} (x = {x}): gradient {o}, want {want}"
             );
         }
-        assert!(o.iter().filter(|v| **v != 0.0).count() > n / 4);
-
         let nan = Tensor::<1>::from_data([f32::NAN, -1.0, 7.0, 3.0], &Device::default());
         let v = values(relu6(nan));
         assert!(v[0].is_nan());
@@ -210,10 +216,9 @@ mod tests {
     }
 
     /// Values and input gradients equal burn's ReLU (0 at 0, as PyTorch's
-    /// `threshold_backward`) on a tensor cut into parallel tasks; a NaN stays NaN.
+    /// `threshold_backward`); a NaN stays NaN.
     #[test]
     fn relu_equals_burns_with_its_gradient() {
-        let dev = Device::default().autodiff();
         let n = 3 * crate::elementwise::CHUNK + 5;
         let data: Vec<f32> = (0..n)
             .map(|i| match i % 7 {
@@ -221,24 +226,8 @@ mod tests {
                 _ => ((i * 29 % 150) as f32 - 70.0) * 0.05,
             })
             .collect();
-        let weights: Vec<f32> = (0..n).map(|i| (i % 11) as f32 - 5.0).collect();
-        let x = Tensor::<1>::from_data(TensorData::new(data, [n]), &dev).require_grad();
-        let w = Tensor::<1>::from_data(TensorData::new(weights, [n]), &dev);
-        let reference = burn::tensor::activation::relu(x.clone());
-        let ours = relu(x.clone());
-        assert!(
-            values(reference.clone()) == values(ours.clone()),
-            "values differ"
-        );
-        let g_ref = (reference * w.clone()).sum().backward();
-        let g_ours = (ours * w).sum().backward();
-        let (r, o) = (
-            values(x.grad(&g_ref).expect("gradient")),
-            values(x.grad(&g_ours).expect("gradient")),
-        );
+        let (r, o) = against(&data, burn::tensor::activation::relu, relu);
         assert!(r == o, "gradients differ");
-        assert!(o.iter().filter(|v| **v != 0.0).count() > n / 4);
-
         let nan = Tensor::<1>::from_data([f32::NAN, -1.0, 7.0], &Device::default());
         let v = values(relu(nan));
         assert!(v[0].is_nan());
