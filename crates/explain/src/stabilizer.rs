@@ -216,14 +216,14 @@ mod tests {
         match t.dtype() {
             DType::F64 => t
                 .into_data()
-                .to_vec::<f64>()
+                .try_to_vec::<f64>()
                 .unwrap()
                 .into_iter()
                 .map(f64::to_bits)
                 .collect(),
             _ => t
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
                 .into_iter()
                 .map(|v| v.to_bits() as u64)
@@ -296,16 +296,19 @@ mod tests {
         let grads = (s.clone() * z.clone()).sum().backward();
         let g = z.grad(&grads).expect("z is reached through the product");
         assert_eq!(
-            g.into_data().to_vec::<f32>().unwrap(),
-            s.clone().into_data().to_vec::<f32>().unwrap(),
+            g.into_data().try_to_vec::<f32>().unwrap(),
+            s.clone().into_data().try_to_vec::<f32>().unwrap(),
             "d(s·z)/dz is s alone: s is a constant"
         );
         assert_eq!(
-            s.into_data().to_vec::<f32>().unwrap(),
+            s.into_data().try_to_vec::<f32>().unwrap(),
             vec![1.0 / 1.5, 1.0 / -2.5, 1.0 / 0.5, 1.0 / 4.5]
         );
         let kept = Tensor::<1>::from_data([1.0f32, -2.0], &Device::default());
         let _ = output_factor(kept.clone(), None, f);
-        assert_eq!(kept.into_data().to_vec::<f32>().unwrap(), vec![1.0, -2.0]);
+        assert_eq!(
+            kept.into_data().try_to_vec::<f32>().unwrap(),
+            vec![1.0, -2.0]
+        );
     }
 }
