@@ -10,7 +10,9 @@
 //! and the fixtures' `[2, 3, SIZE, SIZE]` input, targets 1 and 2. The second: a full weights
 //! file (2 classes) and a raw float32 `[1, 3, S, S]` input, target 1, as written by
 //! `scripts/fixtures/measure_f32_precision.py`. Prints the input gradient's and the batch
-//! engine's maps' errors; with `PROBE_LAYERS=1` also every named layer's.
+//! engine's maps' errors (`PROBE_METHODS`: a comma-separated list, default gradient,
+//! input-x-gradient, lrp-epsilon-plus-flat); `PROBE_CAM_LAYERS=layer3,layer1,...` adds the
+//! raw Grad-CAM at each layer; with `PROBE_LAYERS=1` also every named layer's gradient.
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
@@ -101,6 +103,27 @@ fn main() {
         let a = run(&m32, x.clone());
         let b = run(&m64, x.clone().cast(FloatDType::F64));
         println!("batch engine {name:<15} {:?}", rel_per_image(&a, &b, n));
+    }
+    // Raw Grad-CAM (Σ_c mean(dlogit/dA_c) · A_c, no ReLU, no scaling) at the layers named
+    // in PROBE_CAM_LAYERS: where along the network the float32 error enters the CAMs.
+    if let Ok(layers) = std::env::var("PROBE_CAM_LAYERS") {
+        for layer in layers.split(',') {
+            let cam = |m: &Classifier, x: Tensor<4>| {
+                let l = layer_gradients(m, x, &targets, layer).unwrap();
+                let [_, _, h, w] = l.gradients.dims();
+                let weights = l.gradients.sum_dim(3).sum_dim(2) / (h * w) as f64;
+                vals((l.activations * weights).sum_dim(1))
+            };
+            let a = cam(&m32, x.clone());
+            let b = cam(&m64, x.clone().cast(FloatDType::F64));
+            println!(
+                "raw grad-cam {layer:<15} {:?}",
+                rel_per_image(&a, &b, n)
+                    .iter()
+                    .map(|v| format!("{v:.2e}"))
+                    .collect::<Vec<_>>()
+            );
+        }
     }
     if std::env::var("PROBE_LAYERS").is_err() {
         return;
