@@ -101,12 +101,14 @@ pub fn explain_batch_sharing(
     // on the same values).
     let grad = if !needs_gradient {
         None
-    } else if cam_score == score {
+    } else {
+        // The CAMs' layers are probed in the same pass when they differentiate the same
+        // score; otherwise the pass serves the gradient alone.
         let mut shared: Vec<String> = Vec::new();
         for m in methods {
             if let Method::Cam { layer, .. } = m {
                 let layer = cam_layer(layer);
-                if !shared.contains(&layer) {
+                if cam_score == score && !shared.contains(&layer) {
                     shared.push(layer);
                 }
             }
@@ -116,10 +118,6 @@ pub fn explain_batch_sharing(
             layers.insert(name, (a, lg));
         }
         pass.input_gradient
-    } else {
-        // The CAMs differentiate another score: a pass of the gradient's own, still on
-        // the shared convolution values.
-        probed_pass(model, x.clone(), targets, &[], score, &mut values, true)?.input_gradient
     };
     let mut out = Vec::with_capacity(methods.len());
     for m in methods {
