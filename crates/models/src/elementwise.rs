@@ -33,6 +33,7 @@ pub trait Real:
 {
     const ZERO: Self;
     const ONE: Self;
+    const NEG_INFINITY: Self;
     /// `v` rounded to this type, as burn rounds a scalar operand (`v as f32`).
     fn of(v: f64) -> Self;
     fn is_nan(self) -> bool;
@@ -45,6 +46,7 @@ macro_rules! real {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
             fn of(v: f64) -> Self {
                 v as $t
             }

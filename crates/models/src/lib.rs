@@ -66,6 +66,7 @@ mod export;
 mod fold;
 mod googlenet;
 mod layers;
+pub mod pool;
 pub mod predict;
 pub mod randomise;
 pub mod relu;
