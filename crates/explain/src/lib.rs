@@ -25,6 +25,7 @@
 //! `explain.json` written.
 //! Models must be in inference mode (`model.valid()`).
 
+pub mod batch_norm_compat;
 pub mod cam;
 pub mod composite;
 pub mod gradient;

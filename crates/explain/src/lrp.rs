@@ -61,12 +61,13 @@ use burn::tensor::activation;
 use leukex_models::conv::conv2d_train as conv2d;
 use leukex_models::{Network, Ops, adaptive_avg_pool, conv_options, fold_batch_norm};
 
-use crate::composite::{BatchNormRule, Composite, Innvestigate, LayerKind};
+use crate::batch_norm_compat::batch_norm_compat;
+use crate::composite::{Composite, Innvestigate, LayerKind};
 use crate::relevance_conv::{ConvTerm, proportional_sum, relevance_conv, with_backward_of};
 use crate::rules::{
     Group, INNVESTIGATE_SAFE_DIVIDE, InputMod, OutputMask, ParamMod, Rule, Stabilizer, Term,
 };
-use crate::stabilizer::{Factor, output_factor, stabilized};
+use crate::stabilizer::{Factor, output_factor};
 use crate::target::InitRelevance;
 
 /// Input relevance `[N, C, H, W]` of `composite` for `targets` (one class per image),
@@ -311,16 +312,6 @@ impl<'a> LrpOps<'a> {
 /// [`with_backward_of`]).
 fn with_backward<const D: usize>(z: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
     with_backward_of(z, g)
-}
-
-/// `z + ε·[z = 0]` (iNNvestigate's `safe_divide`).
-fn safe_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    stabilized(z, Stabilizer::ZeroOnly, epsilon)
-}
-
-/// `z + ε·(+1 where z ≥ 0, −1 elsewhere)` (iNNvestigate's ε rule and BatchNorm rule).
-fn signed_divisor<const D: usize>(z: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    stabilized(z, Stabilizer::Signed, epsilon)
 }
 
 fn modify<const D: usize>(w: Tensor<D>, m: ParamMod) -> Tensor<D> {
@@ -718,73 +709,4 @@ impl Ops for LrpOps<'_> {
         let scale = self.norm_factor(z.clone());
         proportional_sum(z, a, b, scale)
     }
-}
-
-/// A per-channel constant `[C]` as `[1, C, 1, 1]` on the autodiff device.
-fn channel(t: Tensor<1>) -> Tensor<4> {
-    let c = t.dims()[0];
-    t.autodiff().reshape([1, c, 1, 1])
-}
-
-/// iNNvestigate's BatchNorm layer after a convolution: the value is the BatchNorm's true
-/// output of `x` (the convolution's output, carrying its rule's backward), the backward
-/// pass is `rule` on iNNvestigate's linearisation `y' = k·x + c` ([`BatchNormRule`]).
-/// Every rule on an elementwise layer is a factor `f` per element, `R_in = f·R`.
-fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tensor<4> {
-    let xd = x.clone().detach();
-    let (gamma, beta) = (channel(bn.gamma.val()), channel(bn.beta.val()));
-    let (mean, var) = (
-        channel(bn.running_mean.value()),
-        channel(bn.running_var.value()),
-    );
-    // The layer's own slope: its value is `y`, its gradient the slope.
-    let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
-    let y = (xd.clone() - mean.clone()) * slope.clone() + beta.clone();
-    // iNNvestigate 2.1.2's "one_linear" fusion, as written there: √(σ⁴ + eps), no γ in c.
-    let root = (var.clone() * var + bn.epsilon).sqrt();
-    let k = gamma / root.clone();
-    let c = beta.clone() - mean.clone() / root;
-    let safe = |t: Tensor<4>| safe_divisor(t, INNVESTIGATE_SAFE_DIVIDE);
-    // The positive and negative parts, for the αβ rules only (each is a pass over `x`).
-    let parts = || {
-        let (xp, xn) = (xd.clone().clamp_min(0.0), xd.clone().clamp_max(0.0));
-        let (kp, kn) = (k.clone().clamp_min(0.0), k.clone().clamp_max(0.0));
-        let (cp, cn) = (c.clone().clamp_min(0.0), c.clone().clamp_max(0.0));
-        (xp, xn, kp, kn, cp, cn)
-    };
-    let f = match rule {
-        // The slope per channel, `[1, C, 1, 1]`: the product below broadcasts it.
-        BatchNormRule::Gradient => slope,
-        BatchNormRule::Epsilon { epsilon } => {
-            let xk = xd.clone() * k.clone();
-            let z = xk.clone() + c.clone();
-            xk / signed_divisor(z, *epsilon)
-        }
-        BatchNormRule::AlphaBeta { alpha, beta, bias } => {
-            let (xp, xn, kp, kn, cp, cn) = parts();
-            let (cp, cn) = if *bias {
-                (cp, cn)
-            } else {
-                (cp.zeros_like(), cn.zeros_like())
-            };
-            let act = xp.clone() * kp.clone() + xn.clone() * kn.clone();
-            let mut f = (act.clone() / safe(act + cp.clone() + cn.clone())) * *alpha;
-            if *beta != 0.0 {
-                let inh = xp * kn + xn * kp;
-                f = f - (inh.clone() / safe(inh + cp + cn)) * *beta;
-            }
-            f
-        }
-        BatchNormRule::AlphaBetaX2m100 => {
-            let (xp, _, kp, kn, cp, cn) = parts();
-            let pp = xp.clone() * kp;
-            let pn = xp * kn;
-            (pp.clone() / safe(pp + cp)) * 2.0 - pn.clone() / safe(pn + cn)
-        }
-        BatchNormRule::Dedicated => {
-            let d = (xd.clone() - mean) * y.clone();
-            xd * (y.clone() - beta) / signed_divisor(d, INNVESTIGATE_SAFE_DIVIDE)
-        }
-    };
-    with_backward(y, x * f.detach())
 }

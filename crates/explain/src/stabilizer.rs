@@ -49,7 +49,7 @@ pub trait StabilizerBackend: Backend {
 }
 
 /// The stabilised denominator: `z ± ε` by the sign of `z` (+ at 0), or `ε` at exact zeros.
-fn stabilized_value<E: Real>(z: E, stabilizer: Stabilizer, epsilon: E) -> E {
+pub(crate) fn stabilized_value<E: Real>(z: E, stabilizer: Stabilizer, epsilon: E) -> E {
     match stabilizer {
         Stabilizer::Signed => {
             if z < E::ZERO {

@@ -116,6 +116,55 @@ pub fn map<E: Real, F: Fn(E, E) -> E + Copy + Send + Sync>(
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
 }
 
+/// `f(value, channel)` for every element of a `[N, C, H, W]` tensor (`channel` in
+/// `0..C`), in parallel, in place where `t` owns its contiguous buffer alone, else into
+/// a new one (as [`map`]).
+pub fn map_channels<E: Real, F: Fn(E, usize) -> E + Copy + Send + Sync>(
+    mut t: FlexTensor,
+    f: F,
+) -> FlexTensor {
+    let shape = t.shape();
+    let dtype = t.dtype();
+    assert_eq!(shape.num_dims(), 4, "per-channel pass: [N, C, H, W] expected");
+    let (channels, plane) = (shape[1], shape[2] * shape[3]);
+    let n = shape.num_elements();
+    if n == 0 {
+        return t;
+    }
+    // Whole planes per task, at least CHUNK elements where the planes are small.
+    let task = plane * CHUNK.div_ceil(plane).max(1);
+    let channel_of = move |i: usize, start: usize| ((start + i) / plane) % channels;
+    let whole = t.layout().start_offset() == 0 && t.layout().is_contiguous();
+    if whole && let Some(data) = t.try_storage_mut::<E>() {
+        data[..n]
+            .par_chunks_mut(task)
+            .enumerate()
+            .for_each(|(k, d)| {
+                for (p, d) in d.chunks_mut(plane).enumerate() {
+                    let c = channel_of(p * plane, k * task);
+                    d.iter_mut().for_each(|v| *v = f(*v, c));
+                }
+            });
+        return t;
+    }
+    let t = t.to_contiguous();
+    let src = t.as_slice::<E>().expect("contiguous tensor");
+    let mut out: Vec<E> = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(task)
+        .enumerate()
+        .for_each(|(k, d)| {
+            let s = &src[k * task..][..d.len()];
+            for (p, (d, s)) in d.chunks_mut(plane).zip(s.chunks(plane)).enumerate() {
+                let c = channel_of(p * plane, k * task);
+                d.iter_mut().zip(s).for_each(|(d, s)| _ = d.write(f(*s, c)));
+            }
+        });
+    // SAFETY: the tasks above cover `0..n` and write every element of it.
+    unsafe { out.set_len(n) };
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
+}
+
 /// Element-wise kernels of a backend without autodiff, for the backward passes that
 /// leukex writes itself (burn's own operations elsewhere).
 pub trait ElementwiseKernels: Backend {
