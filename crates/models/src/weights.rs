@@ -296,11 +296,20 @@ impl StateDict {
             format: "torch.save pickle",
             message: e.to_string(),
         })?;
+        // The tensors are read and converted in parallel: one after the other this was
+        // a tenth of a `leukex explain` run on ResNet18, on one core (perf).
+        use rayon::prelude::*;
+        let tensors: Vec<_> = reader.into_tensors().into_iter().collect();
+        let read: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
+            .into_par_iter()
+            .map(|(key, t)| {
+                let bytes = t.read().map_err(|e| io_err(path, e))?;
+                Ok((key, t.shape().to_vec(), to_f32(&bytes, t.dtype())))
+            })
+            .collect::<Result<_, WeightsError>>()?;
         let mut sd = Self::new(path.display().to_string());
-        for (key, t) in reader.into_tensors() {
-            let bytes = t.read().map_err(|e| io_err(path, e))?;
-            let data = to_f32(&bytes, t.dtype());
-            sd.insert(key, t.shape().to_vec(), data);
+        for (key, shape, data) in read {
+            sd.insert(key, shape, data);
         }
         Ok(sd)
     }
