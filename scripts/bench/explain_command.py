@@ -17,6 +17,12 @@ Prints every run and the medians:
 
     /work/venv-fixtures/bin/python scripts/bench/explain_command.py \\
         --leukex target/release/leukex --rounds 3
+
+`--single`: instead, each method on its own, `leukex explain --method M` (whole process) against
+its reference (`python_explain.py --resnet18`, in-process medians as above), every round running
+all of leukex's single-method commands and then the references, so each pair shares the minutes.
+The issue's goal: every LRP composite and CAM no slower than its reference, the gradient methods
+within the models' forward + backward goal (1.3x the reference's time).
 """
 import argparse
 import os
@@ -38,6 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--leukex", default="target/release/leukex")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--single", action="store_true")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="leukex-explain-bench-")
     torch.manual_seed(0)
@@ -50,6 +57,9 @@ def main():
     env = dict(os.environ, RAYON_NUM_THREADS="2")
     base = [a.leukex, "explain", "--arch", "resnet18", "--weights", weights,
             "--input", inp, "--no-png"]
+    if a.single:
+        single(a, base, env, tmp)
+        return
     jobs = {
         "leukex explain, the four": base + ["--out", os.path.join(tmp, "four"), "--method",
                                             "lrp-epsilon,lrp-epsilon-plus,input-x-gradient,grad-cam"],
@@ -77,6 +87,46 @@ def main():
         med = statistics.median(ts)
         print(f"{name:<36} median {med:.3f} s (runs {', '.join(f'{t:.3f}' for t in ts)}; "
               f"{ref / med:.2f}x the references' speed)")
+
+
+# leukex method -> the row of `python_explain.py --resnet18` that is its reference.
+SINGLE = {
+    "lrp-epsilon": "resnet18 lrp-epsilon (Zennit)",
+    "lrp-epsilon-plus": "resnet18 lrp-epsilon-plus (Zennit)",
+    "lrp-epsilon-plus-flat": "resnet18 lrp-epsilon-plus-flat (Zennit)",
+    "lrp-epsilon-gamma-box": "resnet18 lrp-epsilon-gamma-box (Zennit)",
+    "lrp-epsilon-alpha2-beta1": "resnet18 lrp-epsilon-alpha2-beta1 (Zennit)",
+    "grad-cam": "resnet18 grad-cam (pytorch-grad-cam)",
+    "grad-cam++": "resnet18 grad-cam++ (pytorch-grad-cam)",
+    "hires-cam": "resnet18 hires-cam (pytorch-grad-cam)",
+    "xgrad-cam": "resnet18 xgrad-cam (pytorch-grad-cam)",
+    "layer-cam": "resnet18 layer-cam (pytorch-grad-cam)",
+    "gradient": "resnet18 gradient (Captum Saliency)",
+    "input-x-gradient": "resnet18 input-x-gradient (Captum)",
+}
+
+
+def single(a, base, env, tmp):
+    ours = {m: [] for m in SINGLE}
+    refs = {m: [] for m in SINGLE}
+    for r in range(a.rounds):
+        for m in SINGLE:
+            cmd = base + ["--out", os.path.join(tmp, m), "--method", m]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            ours[m].append(time.perf_counter() - t)
+        out = subprocess.run([sys.executable, os.path.join(HERE, "python_explain.py"),
+                              "--resnet18"], check=True, capture_output=True, text=True).stdout
+        for m, row in SINGLE.items():
+            refs[m].append(float(re.search(re.escape(row) + r"\s+([0-9.]+) s", out).group(1)))
+        for m in SINGLE:
+            print(f"round {r + 1}: {m:<26} leukex {ours[m][-1]:.3f} s, "
+                  f"reference {refs[m][-1]:.3f} s", flush=True)
+    print()
+    for m in SINGLE:
+        o, p = statistics.median(ours[m]), statistics.median(refs[m])
+        print(f"{m:<26} leukex median {o:.3f} s (runs {', '.join(f'{t:.3f}' for t in ours[m])}); "
+              f"reference {p:.3f} s; leukex time / reference time {o / p:.2f}")
 
 
 if __name__ == "__main__":

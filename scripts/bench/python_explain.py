@@ -8,6 +8,9 @@ i % 2 for image i.  Prints the median of 7 runs after 2 warm-ups per method:
     .venv-fixtures/bin/python scripts/bench/python_explain.py
     .venv-fixtures/bin/python scripts/bench/python_explain.py --score-cam
 
+`--resnet18`: every ResNet18 row, without ResNet50's Grad-CAM (what
+scripts/bench/explain_command.py --single compares with single-method `leukex explain` runs).
+
 `--paper-four`: only the four references of the paper's methods (Zennit LRP-epsilon and
 EpsilonPlus, Captum InputXGradient, pytorch-grad-cam GradCAM on ResNet18) and their sum, as
 scripts/bench/explain_command.py compares them with the whole `leukex explain` process.
@@ -26,7 +29,8 @@ import time
 import torch
 import torchvision
 from captum.attr import InputXGradient, Saliency
-from pytorch_grad_cam import GradCAM, ScoreCAM
+from pytorch_grad_cam import (GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
+                              XGradCAM)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
 from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
@@ -84,6 +88,7 @@ def main():
         score_cam()
         return
     paper_four = sys.argv[1:] == ["--paper-four"]
+    resnet18_only = sys.argv[1:] == ["--resnet18"]
     m18 = model(18)
     results = {}
     if paper_four:
@@ -95,13 +100,17 @@ def main():
         lambda: InputXGradient(m18).attribute(x, target=targets).sum())
     cam_targets = [ClassifierOutputTarget(t) for t in targets]
 
-    def gradcam(m, layer):
+    def gradcam(m, layer, kind=GradCAM):
         def run():
-            with GradCAM(model=m, target_layers=[layer]) as cam:
+            with kind(model=m, target_layers=[layer]) as cam:
                 return cam(input_tensor=x, targets=cam_targets).sum()
         return run
 
     results["resnet18 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m18, m18.layer4[-1]))
+    for name, kind in [("grad-cam++", GradCAMPlusPlus), ("hires-cam", HiResCAM),
+                       ("xgrad-cam", XGradCAM), ("layer-cam", LayerCAM)]:
+        results[f"resnet18 {name} (pytorch-grad-cam)"] = median_time(
+            gradcam(m18, m18.layer4[-1], kind))
     low = torch.tensor([-2.1179, -2.0357, -1.8044]).view(1, 3, 1, 1)
     high = torch.tensor([2.2489, 2.4286, 2.64]).view(1, 3, 1, 1)
     results["resnet18 lrp-epsilon-plus-flat (Zennit)"] = median_time(
@@ -118,8 +127,9 @@ def main():
     results["resnet18 lrp-epsilon (Zennit)"] = median_time(zennit(m18, eps_all))
     results["resnet18 lrp-epsilon-plus (Zennit)"] = median_time(
         zennit(m18, EpsilonPlus(canonizers=[ResNetCanonizer()])))
-    m50 = model(50)
-    results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
+    if not resnet18_only:
+        m50 = model(50)
+        results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
     for k, v in results.items():
         print(f"{k:<45} {v:.3f} s")
     print("torch", torch.__version__, "threads", torch.get_num_threads())

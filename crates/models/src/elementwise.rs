@@ -125,7 +125,11 @@ pub fn map_channels<E: Real, F: Fn(E, usize) -> E + Copy + Send + Sync>(
 ) -> FlexTensor {
     let shape = t.shape();
     let dtype = t.dtype();
-    assert_eq!(shape.num_dims(), 4, "per-channel pass: [N, C, H, W] expected");
+    assert_eq!(
+        shape.num_dims(),
+        4,
+        "per-channel pass: [N, C, H, W] expected"
+    );
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
     let n = shape.num_elements();
     if n == 0 {
