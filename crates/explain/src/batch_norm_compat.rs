@@ -202,13 +202,6 @@ fn channel(t: Tensor<1>) -> Tensor<4> {
     t.autodiff().reshape([1, c, 1, 1])
 }
 
-fn dispatch_op(
-    op: impl FnOnce(Vec<FloatTensor<Dispatch>>) -> FloatTensor<Dispatch>,
-    ts: Vec<Tensor<4>>,
-) -> Tensor<4> {
-    Tensor::from_dispatch(op(ts.into_iter().map(|t| t.into_dispatch()).collect()))
-}
-
 /// iNNvestigate's BatchNorm layer after a convolution: the value is the BatchNorm's true
 /// output of `x` (the convolution's output, carrying its rule's backward), the backward
 /// pass is `rule` on iNNvestigate's linearisation `y' = k·x + c` ([`BatchNormRule`]).
@@ -222,14 +215,12 @@ pub(crate) fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRu
     );
     // The layer's own slope: its value is `y`, its gradient the slope.
     let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
-    let y = dispatch_op(
-        |t| {
-            let mut t = t.into_iter();
-            let mut next = || t.next().expect("four operands");
-            <Dispatch as BatchNormCompatBackend>::channel_affine(next(), next(), next(), next())
-        },
-        vec![xd.clone(), mean.clone(), slope.clone(), beta.clone()],
-    );
+    let y = Tensor::from_dispatch(<Dispatch as BatchNormCompatBackend>::channel_affine(
+        xd.clone().into_dispatch(),
+        mean.clone().into_dispatch(),
+        slope.clone().into_dispatch(),
+        beta.clone().into_dispatch(),
+    ));
     // iNNvestigate 2.1.2's "one_linear" fusion, as written there: √(σ⁴ + eps), no γ in c.
     let root = (var.clone() * var + bn.epsilon).sqrt();
     let k = gamma / root.clone();
@@ -246,20 +237,12 @@ pub(crate) fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRu
         // The slope per channel, `[1, C, 1, 1]`.
         BatchNormRule::Gradient => slope,
         BatchNormRule::Epsilon { epsilon } => {
-            let eps = *epsilon;
-            dispatch_op(
-                |t| {
-                    let mut t = t.into_iter();
-                    let mut next = || t.next().expect("three operands");
-                    <Dispatch as BatchNormCompatBackend>::epsilon_factor(
-                        next(),
-                        next(),
-                        next(),
-                        eps,
-                    )
-                },
-                vec![xd.clone(), k, c],
-            )
+            Tensor::from_dispatch(<Dispatch as BatchNormCompatBackend>::epsilon_factor(
+                xd.clone().into_dispatch(),
+                k.into_dispatch(),
+                c.into_dispatch(),
+                *epsilon,
+            ))
         }
         BatchNormRule::AlphaBeta { alpha, beta, bias } => {
             let (xp, xn, kp, kn, cp, cn) = parts();
@@ -287,14 +270,11 @@ pub(crate) fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRu
             xd * (y.clone() - beta) / stabilized(d, Stabilizer::Signed, INNVESTIGATE_SAFE_DIVIDE)
         }
     };
-    dispatch_op(
-        |t| {
-            let mut t = t.into_iter();
-            let mut next = || t.next().expect("three operands");
-            <Dispatch as BatchNormCompatBackend>::scaled_backward(next(), next(), next())
-        },
-        vec![y, x, f.detach()],
-    )
+    Tensor::from_dispatch(<Dispatch as BatchNormCompatBackend>::scaled_backward(
+        y.into_dispatch(),
+        x.into_dispatch(),
+        f.detach().into_dispatch(),
+    ))
 }
 
 #[cfg(test)]
