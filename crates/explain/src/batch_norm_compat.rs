@@ -202,29 +202,59 @@ fn channel(t: Tensor<1>) -> Tensor<4> {
     t.autodiff().reshape([1, c, 1, 1])
 }
 
+/// The layer's per-channel constants, `[1, C, 1, 1]` on the autodiff device.
+struct Constants {
+    mean: Tensor<4>,
+    beta: Tensor<4>,
+    /// The layer's own slope `γ/√(σ² + eps)`: its value is `(x − μ)·slope + β`, its
+    /// gradient the slope.
+    slope: Tensor<4>,
+    /// iNNvestigate 2.1.2's "one_linear" fusion `y' = k·x + c`, as written there:
+    /// `k = γ/√(σ⁴ + eps)`, `c = β − μ/√(σ⁴ + eps)` (no γ in c).
+    k: Tensor<4>,
+    c: Tensor<4>,
+}
+
+impl Constants {
+    fn of(bn: &BatchNorm) -> Self {
+        let (gamma, beta) = (channel(bn.gamma.val()), channel(bn.beta.val()));
+        let (mean, var) = (
+            channel(bn.running_mean.value()),
+            channel(bn.running_var.value()),
+        );
+        let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
+        let root = (var.clone() * var + bn.epsilon).sqrt();
+        let k = gamma / root.clone();
+        let c = beta.clone() - mean.clone() / root;
+        Self {
+            mean,
+            beta,
+            slope,
+            k,
+            c,
+        }
+    }
+}
+
 /// iNNvestigate's BatchNorm layer after a convolution: the value is the BatchNorm's true
 /// output of `x` (the convolution's output, carrying its rule's backward), the backward
 /// pass is `rule` on iNNvestigate's linearisation `y' = k·x + c` ([`BatchNormRule`]).
 /// Every rule on an elementwise layer is a factor `f` per element, `R_in = f·R`.
 pub(crate) fn batch_norm_compat(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tensor<4> {
     let xd = x.clone().detach();
-    let (gamma, beta) = (channel(bn.gamma.val()), channel(bn.beta.val()));
-    let (mean, var) = (
-        channel(bn.running_mean.value()),
-        channel(bn.running_var.value()),
-    );
-    // The layer's own slope: its value is `y`, its gradient the slope.
-    let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
+    let Constants {
+        mean,
+        beta,
+        slope,
+        k,
+        c,
+    } = Constants::of(bn);
     let y = Tensor::from_dispatch(<Dispatch as BatchNormCompatBackend>::channel_affine(
         xd.clone().into_dispatch(),
         mean.clone().into_dispatch(),
         slope.clone().into_dispatch(),
         beta.clone().into_dispatch(),
     ));
-    // iNNvestigate 2.1.2's "one_linear" fusion, as written there: √(σ⁴ + eps), no γ in c.
-    let root = (var.clone() * var + bn.epsilon).sqrt();
-    let k = gamma / root.clone();
-    let c = beta.clone() - mean.clone() / root;
     let safe = |t: Tensor<4>| stabilized(t, Stabilizer::ZeroOnly, INNVESTIGATE_SAFE_DIVIDE);
     // The positive and negative parts, for the αβ rules only (each is a pass over `x`).
     let parts = || {
@@ -286,16 +316,14 @@ mod tests {
     /// `with_backward_of(y, x · f)`.
     fn by_tensor_ops(x: Tensor<4>, bn: &BatchNorm, rule: &BatchNormRule) -> Tensor<4> {
         let xd = x.clone().detach();
-        let (gamma, beta) = (channel(bn.gamma.val()), channel(bn.beta.val()));
-        let (mean, var) = (
-            channel(bn.running_mean.value()),
-            channel(bn.running_var.value()),
-        );
-        let slope = gamma.clone() / (var.clone() + bn.epsilon).sqrt();
-        let y = (xd.clone() - mean.clone()) * slope.clone() + beta.clone();
-        let root = (var.clone() * var + bn.epsilon).sqrt();
-        let k = gamma / root.clone();
-        let c = beta - mean / root;
+        let Constants {
+            mean,
+            beta,
+            slope,
+            k,
+            c,
+        } = Constants::of(bn);
+        let y = (xd.clone() - mean) * slope.clone() + beta;
         let f = match rule {
             BatchNormRule::Gradient => slope,
             BatchNormRule::Epsilon { epsilon } => {

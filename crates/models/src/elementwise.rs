@@ -136,8 +136,10 @@ pub fn map_channels<E: Real, F: Fn(E, usize) -> E + Copy + Send + Sync>(
         return t;
     }
     // Whole planes per task, at least CHUNK elements where the planes are small.
-    let task = plane * CHUNK.div_ceil(plane).max(1);
-    let channel_of = move |i: usize, start: usize| ((start + i) / plane) % channels;
+    let planes_per_task = CHUNK.div_ceil(plane).max(1);
+    let task = plane * planes_per_task;
+    // The channel of plane `p` of task `k`.
+    let channel_of = move |k: usize, p: usize| (k * planes_per_task + p) % channels;
     let whole = t.layout().start_offset() == 0 && t.layout().is_contiguous();
     if whole && let Some(data) = t.try_storage_mut::<E>() {
         data[..n]
@@ -145,7 +147,7 @@ pub fn map_channels<E: Real, F: Fn(E, usize) -> E + Copy + Send + Sync>(
             .enumerate()
             .for_each(|(k, d)| {
                 for (p, d) in d.chunks_mut(plane).enumerate() {
-                    let c = channel_of(p * plane, k * task);
+                    let c = channel_of(k, p);
                     d.iter_mut().for_each(|v| *v = f(*v, c));
                 }
             });
@@ -160,7 +162,7 @@ pub fn map_channels<E: Real, F: Fn(E, usize) -> E + Copy + Send + Sync>(
         .for_each(|(k, d)| {
             let s = &src[k * task..][..d.len()];
             for (p, (d, s)) in d.chunks_mut(plane).zip(s.chunks(plane)).enumerate() {
-                let c = channel_of(p * plane, k * task);
+                let c = channel_of(k, p);
                 d.iter_mut().zip(s).for_each(|(d, s)| _ = d.write(f(*s, c)));
             }
         });

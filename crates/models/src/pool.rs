@@ -197,30 +197,22 @@ fn pool_grad<E: Real>(grad: FlexTensor, indices: &[u32], [n, c, h, w]: [usize; 4
     );
     let plane_out = g.len() / (n * c).max(1);
     let plane_in = h * w;
-    // Each plane zeroed by its own task before the gradients are added into it: a buffer
-    // zeroed by the allocator maps the shared zero page, so that the first addition (a
-    // read, then a write) takes a copy-on-write fault with a TLB shootdown on the other
-    // cores (seen in perf as such).
-    let mut out: Vec<E> = Vec::with_capacity(n * c * plane_in);
+    let mut out = vec![E::ZERO; n * c * plane_in];
     if plane_in > 0 {
-        out.spare_capacity_mut()[..n * c * plane_in]
-            .par_chunks_mut(plane_in)
-            .enumerate()
-            .for_each(|(p, o)| {
-                o.iter_mut().for_each(|v| _ = v.write(E::ZERO));
-                // SAFETY: every element of `o` was written just above.
-                let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<E>] as *mut [E]) };
-                let g = &g[p * plane_out..][..plane_out];
-                let at = &indices[p * plane_out..][..plane_out];
-                for (&g, &i) in g.iter().zip(at) {
-                    if i != NO_TAP {
-                        o[i as usize] = o[i as usize] + g;
-                    }
+        out.par_chunks_mut(plane_in).enumerate().for_each(|(p, o)| {
+            // Written before the additions read it: the allocator's zeroed buffer maps the
+            // shared zero page, and a read-then-write first touch takes a copy-on-write
+            // fault with a TLB shootdown on the other cores (seen in perf).
+            o.fill(E::ZERO);
+            let g = &g[p * plane_out..][..plane_out];
+            let at = &indices[p * plane_out..][..plane_out];
+            for (&g, &i) in g.iter().zip(at) {
+                if i != NO_TAP {
+                    o[i as usize] = o[i as usize] + g;
                 }
-            });
+            }
+        });
     }
-    // SAFETY: the tasks above cover `0..n·c·h·w` and write every element of it.
-    unsafe { out.set_len(n * c * plane_in) };
     FlexTensor::new(
         Bytes::from_elems(out),
         Layout::contiguous(Shape::new([n, c, h, w])),

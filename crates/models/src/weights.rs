@@ -299,8 +299,8 @@ impl StateDict {
         // The tensors are read and converted in parallel: one after the other this was
         // a tenth of a `leukex explain` run on ResNet18, on one core (perf).
         use rayon::prelude::*;
-        let tensors: Vec<_> = reader.into_tensors().into_iter().collect();
-        let read: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
+        let read: Vec<(String, Vec<usize>, Vec<f32>)> = reader
+            .into_tensors()
             .into_par_iter()
             .map(|(key, t)| {
                 let bytes = t.read().map_err(|e| io_err(path, e))?;
