@@ -250,9 +250,9 @@ pub fn load_model(
         .or_else(|| arch.num_classes_in(&sd))
         .unwrap_or(1000);
     let config = ModelConfig::new(arch, k).with_transform_input(transform_input);
-    Ok(Classifier::from_state_dict(
+    Ok(Classifier::from_owned_state_dict(
         &config,
-        &sd,
+        sd,
         &Default::default(),
     )?)
 }

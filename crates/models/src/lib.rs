@@ -244,6 +244,18 @@ impl Classifier {
         Ok(m)
     }
 
+    /// [`from_state_dict`](Self::from_state_dict) moving the values out of `sd` instead
+    /// of copying them.
+    pub fn from_owned_state_dict(
+        config: &ModelConfig,
+        sd: StateDict,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let mut m = Self::new(config, device);
+        m.load_owned_state_dict(sd)?;
+        Ok(m)
+    }
+
     /// Builds the model and loads a state dict file (see [`StateDict::read`]).
     pub fn from_file(
         config: &ModelConfig,
@@ -326,8 +338,7 @@ impl Classifier {
 
     /// Loads a state dict file (`.safetensors`, zip `.pth`, legacy `.pth`).
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
-        let sd = StateDict::read(path)?;
-        self.load_state_dict(&sd)
+        self.load_owned_state_dict(StateDict::read(path)?)
     }
 
     /// Loads a state dict with torchvision key names. Every key of the model must be
@@ -338,6 +349,14 @@ impl Classifier {
         self.check_state_dict(sd)?;
         let mut loader = Loader::new(sd, true);
         self.visit_layers(&mut loader);
+        Ok(())
+    }
+
+    /// [`load_state_dict`](Self::load_state_dict) moving the values out of `sd` instead
+    /// of copying them (same checks, same errors).
+    pub fn load_owned_state_dict(&mut self, sd: StateDict) -> Result<(), WeightsError> {
+        self.check_state_dict(&sd)?;
+        self.visit_layers(&mut Loader::owning(sd));
         Ok(())
     }
 
@@ -480,8 +499,7 @@ impl Classifier {
             seed,
         };
         self.visit_layers(&mut init);
-        let mut loader = Loader::new(&init.sd, true);
-        self.visit_layers(&mut loader);
+        self.visit_layers(&mut Loader::owning(init.sd));
     }
 
     /// Calls `v` with every parameterised layer (conv, BatchNorm, linear) under its

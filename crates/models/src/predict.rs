@@ -70,7 +70,7 @@ impl NonFinite {
     /// The first non-finite value of `values`, an array of `shape` (`[1, 1, K]` for a
     /// vector, `[1, H, W]` for a plane).
     pub fn find(values: &[f32], shape: [usize; 3]) -> Option<Self> {
-        let index = values.iter().position(|v| !v.is_finite())?;
+        let index = crate::elementwise::first_non_finite(values)?;
         Some(Self {
             index,
             value: values[index],

@@ -393,7 +393,7 @@ fn load_trained(
     let run_dir = grid.out.join("runs").join(&m.id);
     let (card, weights) = ModelCard::read(&run_dir)?;
     let sd = StateDict::read(&weights).map_err(|e| file_error(&weights, e))?;
-    let model = Classifier::from_state_dict(&card.model, &sd, &Default::default())
+    let model = Classifier::from_owned_state_dict(&card.model, sd, &Default::default())
         .map_err(|e| file_error(&weights, e))?
         .valid();
     Ok((model, card, weights))

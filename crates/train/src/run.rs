@@ -459,7 +459,7 @@ pub fn train(
         let osd = StateDict::read(&optimizer_file)?;
         opt.load_state_dict(&osd, &dev)
             .map_err(|e| run_err(&optimizer_file, e))?;
-        Classifier::from_state_dict(&config, &sd, &ad)?
+        Classifier::from_owned_state_dict(&config, sd, &ad)?
     } else {
         match init {
             Init::Scratch => {
@@ -600,7 +600,7 @@ pub fn train(
 
     // Test the best model.
     let best_sd = best_sd.ok_or_else(|| run_err(run_dir, "no epoch finished"))?;
-    let best = Classifier::from_state_dict(&config, &best_sd, &dev)?;
+    let best = Classifier::from_owned_state_dict(&config, best_sd, &dev)?;
     let (probs, losses) = evaluate(&best, &test_set, cfg.batch_size.max(16));
     let test = Metrics::compute(&probs, &test_set.labels, &losses, positive);
     let val = (!val_set.is_empty()).then(|| {
