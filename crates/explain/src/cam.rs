@@ -245,6 +245,35 @@ pub(crate) fn probed_pass(
     values: &mut LayerValues,
     input_gradient: bool,
 ) -> Result<ProbedPass, CamError> {
+    let targets = Targets::Given(targets);
+    probed_pass_picking(model, x, targets, layers, score, values, input_gradient).map(|(p, _)| p)
+}
+
+/// Picks a batch's targets from its logits.
+pub(crate) type TargetPicker<'a> = Box<dyn FnOnce(&Tensor<2>) -> Vec<usize> + 'a>;
+
+/// The targets of a [`probed_pass_picking`].
+pub(crate) enum Targets<'a> {
+    Given(&'a [usize]),
+    /// Picked from the logits.
+    Picked(TargetPicker<'a>),
+}
+
+/// [`probed_pass`] that may pick its targets from the logits of its own forward pass,
+/// between the forward and the backward half: the targets and the maps of one batch from
+/// a single forward pass. The picker sees the logits [`forward_sharing`] gives (bit for
+/// bit): when the pass runs unfolded (a probe before a BatchNorm), those are computed by
+/// a forward pass of their own.
+pub(crate) fn probed_pass_picking(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: Targets,
+    layers: &[String],
+    score: Score,
+    values: &mut LayerValues,
+    input_gradient: bool,
+) -> Result<(ProbedPass, Vec<usize>), CamError> {
+    let x_plain = x.clone();
     let x = match input_gradient {
         true => x.inner().autodiff().require_grad(),
         false => x.inner(),
@@ -253,16 +282,25 @@ pub(crate) fn probed_pass(
     let logits = model.forward_ops(x.clone(), &mut ops);
     let captured = ops.captured;
     *values = ops.values;
-    if ops.unfolded {
-        values.clear();
-    }
     if let Some(missing) = layers
         .iter()
         .find(|l| !captured.iter().any(|(n, _, _)| n == *l))
     {
         return Err(unknown_layer(model, missing));
     }
-    let grads = score.objective(logits.clone(), targets).backward();
+    if ops.unfolded {
+        values.clear();
+    }
+    let targets = match targets {
+        Targets::Given(t) => t.to_vec(),
+        Targets::Picked(pick) if !ops.unfolded => pick(&logits.clone().inner()),
+        Targets::Picked(pick) => pick(&forward_sharing(
+            model,
+            x_plain,
+            &mut LayerValues::default(),
+        )),
+    };
+    let grads = score.objective(logits.clone(), &targets).backward();
     let input_gradient = input_gradient.then(|| {
         x.grad(&grads)
             .unwrap_or_else(|| x.clone().inner().zeros_like())
@@ -276,11 +314,12 @@ pub(crate) fn probed_pass(
             (name, activations.inner(), gradients)
         })
         .collect();
-    Ok(ProbedPass {
+    let pass = ProbedPass {
         input_gradient,
         layers,
         logits: logits.inner(),
-    })
+    };
+    Ok((pass, targets))
 }
 
 /// The logits of `model` on `x` with every BatchNorm folded into its convolution, keeping

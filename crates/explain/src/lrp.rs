@@ -494,6 +494,9 @@ fn rule_backward<const D: usize>(
 pub struct LayerValues {
     values: std::collections::HashMap<String, Tensor<4>>,
     weights: std::collections::HashMap<String, ConvParams>,
+    /// Terms are computed but not kept (a pass no other pass follows): each convolution
+    /// output is freed after its use instead of staying alive to the batch's end.
+    terms_unkept: bool,
 }
 
 /// A convolution's weight and bias.
@@ -518,7 +521,17 @@ pub(crate) struct LayerKey<'a> {
 }
 
 impl LayerValues {
-    /// The value of `term` on input `a` at `layer`: kept, or `compute`d and kept.
+    /// Keeps weights only: for a single pass, whose convolution outputs no later pass
+    /// takes.
+    pub(crate) fn weights_only() -> Self {
+        Self {
+            terms_unkept: true,
+            ..Self::default()
+        }
+    }
+
+    /// The value of `term` on input `a` at `layer`: kept, or `compute`d and kept (only
+    /// computed with [`weights_only`](Self::weights_only)).
     pub(crate) fn term(
         &mut self,
         layer: &LayerKey,
@@ -526,6 +539,9 @@ impl LayerValues {
         a: &Tensor<4>,
         compute: impl FnOnce() -> Tensor<4>,
     ) -> Tensor<4> {
+        if self.terms_unkept {
+            return compute();
+        }
         let key = format!(
             "{}|{}|{:?}|{:?}|{:?}|{}|{:?}",
             layer.ordinal,

@@ -39,12 +39,12 @@ use leukex_render::{colourise, overlay};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::cam::{CamError, CamStyle, default_layer, forward_sharing};
-use crate::lrp::{LayerValues, lrp_with_conservation};
+use crate::cam::{CamError, CamStyle, default_layer};
+use crate::lrp::lrp_with_conservation;
 use crate::method::{METHOD_NAMES, Method, MethodParams, OPT_IN_METHODS};
 use crate::preset::PAPER_ASSUMPTIONS;
-use crate::run::{ExplainOptions, explain_batch_sharing, shares_forward_values};
-use crate::target::{InitRelevance, Score, Target, predicted};
+use crate::run::{ExplainOptions, explain_batch_picking};
+use crate::target::{InitRelevance, Score, Target};
 
 /// Why a run could not start or could not finish. Problems of one image are
 /// [`ImageFailure`]s instead, and the run goes on.
@@ -424,38 +424,36 @@ pub fn run_explain(
         let x: Vec<f32> = ok.iter().flat_map(|(_, x, _)| x.iter().copied()).collect();
         let x = Tensor::<4>::from_data(TensorData::new(x, [b, 3, h, w]), &device);
 
-        // The forward pass that picks the targets keeps its convolutions' outputs for the
-        // methods' passes, which then compute none of them again.
+        // Every method in one call: one forward pass (which also picks the targets),
+        // shared backward passes and shared convolution values.
         let t_forward = Instant::now();
-        let mut conv_values = LayerValues::default();
-        let logits_t = match shares_forward_values(methods) {
-            true => forward_sharing(model, x.clone(), &mut conv_values),
-            false => model.forward(x.clone()),
-        };
-        let predicted = predicted(&logits_t);
-        let logits = values(logits_t)?;
-        let forward_seconds = t_forward.elapsed().as_secs_f64();
-        let targets: Vec<usize> = match req.target {
-            Target::Predicted => predicted.clone(),
-            Target::True => ok
-                .iter()
-                .map(|(it, ..)| it.true_label.expect("checked"))
-                .collect(),
-            Target::Index(t) => vec![t; b],
-        };
-
-        // Every method in one call: one forward pass, shared backward passes and
-        // shared convolution values.
-        let t_methods = Instant::now();
-        let maps = explain_batch_sharing(model, x.clone(), &targets, methods, options, conv_values)
-            .map_err(|source| ExplainRunError::Explain {
-                images: ok
+        let mut forward_seconds = 0.0;
+        let mut predicted = Vec::new();
+        let pick = |logits: &Tensor<2>| {
+            forward_seconds = t_forward.elapsed().as_secs_f64();
+            predicted = crate::target::predicted(logits);
+            match req.target {
+                Target::Predicted => predicted.clone(),
+                Target::True => ok
                     .iter()
-                    .map(|(it, ..)| it.source.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source,
+                    .map(|(it, ..)| it.true_label.expect("checked"))
+                    .collect(),
+                Target::Index(t) => vec![t; b],
+            }
+        };
+        let batch =
+            explain_batch_picking(model, x.clone(), methods, options, pick).map_err(|source| {
+                ExplainRunError::Explain {
+                    images: ok
+                        .iter()
+                        .map(|(it, ..)| it.source.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source,
+                }
             })?;
+        let logits = values(batch.logits)?;
+        let (targets, maps) = (batch.targets, batch.maps);
         let maps: Vec<([usize; 4], Vec<f32>)> = maps
             .into_iter()
             .zip(methods)
@@ -468,7 +466,7 @@ pub fn run_explain(
                 Ok((m.dims(), values(m)?))
             })
             .collect::<Result<_, ExplainRunError>>()?;
-        let methods_seconds = t_methods.elapsed().as_secs_f64();
+        let methods_seconds = t_forward.elapsed().as_secs_f64() - forward_seconds;
 
         let written: Vec<Result<(), String>> = ok
             .par_iter()

@@ -13,7 +13,10 @@ use leukex_models::Classifier;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cam::{CamError, CamStyle, default_layer, probed_pass};
+use crate::cam::{
+    CamError, CamStyle, ProbedPass, Targets, default_layer, forward_sharing, probed_pass,
+    probed_pass_picking,
+};
 use crate::gradient::{integrated_gradients, smoothgrad};
 use crate::guided::guided_backprop_with_logits;
 use crate::lrp::{LayerValues, lrp_with_values};
@@ -84,41 +87,187 @@ pub fn explain_batch_sharing(
     options: &ExplainOptions,
     mut values: LayerValues,
 ) -> Result<Vec<Tensor<4>>, CamError> {
-    let score = options.score;
-    let cam_score = options.cam_style.score(score);
-    let needs_gradient = methods
-        .iter()
-        .any(|m| matches!(m, Method::Gradient | Method::InputXGradient));
-    let cam_layer = |layer: &Option<String>| {
-        layer
-            .clone()
-            .unwrap_or_else(|| default_layer(model.arch()).to_string())
-    };
-    let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
     // The gradient pass and the LRP composites share their convolutions' forward values.
     // The gradient's backward pass also serves the CAMs when they differentiate the same
     // score (not with MATLAB-style CAMs on logit gradients, which take a pass of their own,
     // on the same values).
-    let grad = if !needs_gradient {
-        None
-    } else {
-        // The CAMs' layers are probed in the same pass when they differentiate the same
-        // score; otherwise the pass serves the gradient alone.
-        let mut shared: Vec<String> = Vec::new();
-        for m in methods {
-            if let Method::Cam { layer, .. } = m {
-                let layer = cam_layer(layer);
-                if cam_score == score && !shared.contains(&layer) {
-                    shared.push(layer);
-                }
+    let pass = match GradientPass::of_gradient_methods(model, methods, options) {
+        None => None,
+        Some(plan) => Some(probed_pass(
+            model,
+            x.clone(),
+            targets,
+            &plan.layers,
+            plan.score,
+            &mut values,
+            plan.input_gradient,
+        )?),
+    };
+    methods_after(model, x, targets, methods, options, values, pass)
+}
+
+/// One batch explained with targets picked from its logits: the logits, the targets and
+/// the maps of the methods in order.
+pub struct PickedBatch {
+    pub logits: Tensor<2>,
+    pub targets: Vec<usize>,
+    pub maps: Vec<Tensor<4>>,
+}
+
+/// [`explain_batch_with`] for targets picked from the batch's logits (the predicted
+/// class, say): `pick` gets the logits and returns the targets.
+///
+/// When one plain gradient pass serves every method (Gradient, Input×Gradient and CAMs
+/// that differentiate the same score), that pass's own forward half gives the logits: the
+/// batch takes one forward pass, not two, and no convolution output is kept beyond its
+/// use (a tenth of `leukex explain --method gradient`'s run on ResNet18 went to the
+/// second forward pass and to the fresh memory of the kept outputs). Otherwise a forward
+/// pass picks the targets and keeps its convolution outputs for the methods
+/// ([`crate::cam::forward_sharing`], [`explain_batch_sharing`]). Either way `pick` sees
+/// the same logits, bit for bit, and the maps are the same.
+pub fn explain_batch_picking(
+    model: &Classifier,
+    x: Tensor<4>,
+    methods: &[Method],
+    options: &ExplainOptions,
+    pick: impl FnOnce(&Tensor<2>) -> Vec<usize>,
+) -> Result<PickedBatch, CamError> {
+    if let Some(plan) = GradientPass::serving_all(model, methods, options) {
+        let mut seen = None;
+        let picker = |logits: &Tensor<2>| {
+            seen = Some(logits.clone());
+            pick(logits)
+        };
+        let mut values = LayerValues::weights_only();
+        let (pass, targets) = probed_pass_picking(
+            model,
+            x.clone(),
+            Targets::Picked(Box::new(picker)),
+            &plan.layers,
+            plan.score,
+            &mut values,
+            plan.input_gradient,
+        )?;
+        let logits = seen.expect("picked after the forward pass");
+        let maps = methods_after(model, x, &targets, methods, options, values, Some(pass))?;
+        return Ok(PickedBatch {
+            logits,
+            targets,
+            maps,
+        });
+    }
+    let mut values = LayerValues::default();
+    let logits = match shares_forward_values(methods) {
+        true => forward_sharing(model, x.clone(), &mut values),
+        false => model.forward(x.clone()),
+    };
+    let targets = pick(&logits);
+    let maps = explain_batch_sharing(model, x, &targets, methods, options, values)?;
+    Ok(PickedBatch {
+        logits,
+        targets,
+        maps,
+    })
+}
+
+/// The plain gradient pass some methods share: the CAM layers it probes, the score it
+/// differentiates, and whether it takes the input's gradient.
+struct GradientPass {
+    layers: Vec<String>,
+    score: Score,
+    input_gradient: bool,
+}
+
+impl GradientPass {
+    /// The pass Gradient and Input×Gradient need, with the CAMs that differentiate the
+    /// same score; none without those two methods.
+    fn of_gradient_methods(
+        model: &Classifier,
+        methods: &[Method],
+        options: &ExplainOptions,
+    ) -> Option<Self> {
+        let needs_gradient = methods
+            .iter()
+            .any(|m| matches!(m, Method::Gradient | Method::InputXGradient));
+        let same_score = options.cam_style.score(options.score) == options.score;
+        needs_gradient.then(|| Self {
+            layers: cam_layers(model, methods, same_score),
+            score: options.score,
+            input_gradient: true,
+        })
+    }
+
+    /// A pass that serves every one of `methods`, if there is one: only Gradient,
+    /// Input×Gradient and CAMs, the CAMs differentiating the gradient's score.
+    fn serving_all(
+        model: &Classifier,
+        methods: &[Method],
+        options: &ExplainOptions,
+    ) -> Option<Self> {
+        let served = |m: &Method| {
+            matches!(
+                m,
+                Method::Gradient | Method::InputXGradient | Method::Cam { .. }
+            )
+        };
+        if methods.is_empty() || !methods.iter().all(served) {
+            return None;
+        }
+        let cam_score = options.cam_style.score(options.score);
+        let has_cams = methods.iter().any(|m| m.is_cam());
+        match Self::of_gradient_methods(model, methods, options) {
+            Some(pass) if has_cams && cam_score != pass.score => None,
+            Some(pass) => Some(pass),
+            None => Some(Self {
+                layers: cam_layers(model, methods, true),
+                score: cam_score,
+                input_gradient: false,
+            }),
+        }
+    }
+}
+
+/// The distinct layers of the CAMs among `methods` (none unless `included`).
+fn cam_layers(model: &Classifier, methods: &[Method], included: bool) -> Vec<String> {
+    let mut layers: Vec<String> = Vec::new();
+    for m in methods.iter().filter(|_| included) {
+        if let Method::Cam { layer, .. } = m {
+            let layer = cam_layer(model, layer);
+            if !layers.contains(&layer) {
+                layers.push(layer);
             }
         }
-        let pass = probed_pass(model, x.clone(), targets, &shared, score, &mut values, true)?;
+    }
+    layers
+}
+
+/// A CAM's layer: the given one, else the architecture's default.
+fn cam_layer(model: &Classifier, layer: &Option<String>) -> String {
+    layer
+        .clone()
+        .unwrap_or_else(|| default_layer(model.arch()).to_string())
+}
+
+/// Every method's map, those the gradient `pass` serves taken from it.
+fn methods_after(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: &[usize],
+    methods: &[Method],
+    options: &ExplainOptions,
+    mut values: LayerValues,
+    pass: Option<ProbedPass>,
+) -> Result<Vec<Tensor<4>>, CamError> {
+    let score = options.score;
+    let cam_score = options.cam_style.score(score);
+    let mut layers: HashMap<String, (Tensor<4>, Tensor<4>)> = HashMap::new();
+    let mut grad = None;
+    if let Some(pass) = pass {
+        grad = pass.input_gradient;
         for (name, a, lg) in pass.layers {
             layers.insert(name, (a, lg));
         }
-        pass.input_gradient
-    };
+    }
     let mut out = Vec::with_capacity(methods.len());
     for m in methods {
         let map = match m {
@@ -136,7 +285,7 @@ pub fn explain_batch_sharing(
                 guided_backprop_with_logits(model, x.clone(), targets, score).0
             }
             Method::Cam { kind, layer } => {
-                let layer = cam_layer(layer);
+                let layer = cam_layer(model, layer);
                 if !layers.contains_key(&layer) {
                     let wanted = [layer.clone()];
                     let pass = probed_pass(
@@ -155,7 +304,7 @@ pub fn explain_batch_sharing(
                 kind.cam(a, g)
             }
             Method::ScoreCam { layer, batch } => {
-                let layer = cam_layer(layer);
+                let layer = cam_layer(model, layer);
                 score_cam_for(model, x.clone(), targets, &layer, *batch, cam_score)?
             }
             Method::Lrp { composite, .. } => {
@@ -171,6 +320,7 @@ pub fn explain_batch_sharing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cam::CamKind;
     use crate::composite::Composite;
     use crate::gradient::gradient_with_logits;
     use crate::lrp::lrp_with_values;
@@ -235,5 +385,136 @@ mod tests {
         assert!(values.is_empty());
         assert_eq!(unfolded.layers[0].1.dims(), [1, 128, 8, 8]);
         assert!(rel_l2(unfolded.input_gradient.unwrap(), plain) < 1e-4);
+    }
+
+    fn bits(t: Tensor<4>) -> Vec<u32> {
+        let v = t.into_data().try_into_vec::<f32>().unwrap();
+        v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+    }
+
+    /// Targets that follow every bit of the logits (any class may come out; the
+    /// predicted one is class 0 for every image of these weights).
+    fn pick_by_bits(logits: &Tensor<2>) -> Vec<usize> {
+        let [n, k] = logits.dims();
+        let v = logits.clone().into_data().try_into_vec::<f32>().unwrap();
+        (0..n)
+            .map(|i| {
+                let row = &v[i * k..(i + 1) * k];
+                let h = row.iter().fold(0u64, |h, x| {
+                    (h ^ u64::from(x.to_bits())).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                });
+                (h >> 32) as usize % k
+            })
+            .collect()
+    }
+
+    /// The batch explained as before this function: a forward pass that picks the
+    /// targets and keeps its convolution outputs, then the methods.
+    fn two_passes(
+        m: &Classifier,
+        x: Tensor<4>,
+        methods: &[Method],
+        options: &ExplainOptions,
+    ) -> PickedBatch {
+        let mut values = LayerValues::default();
+        let logits = forward_sharing(m, x.clone(), &mut values);
+        let targets = pick_by_bits(&logits);
+        let maps = explain_batch_sharing(m, x, &targets, methods, options, values).unwrap();
+        PickedBatch {
+            logits,
+            targets,
+            maps,
+        }
+    }
+
+    #[test]
+    fn picking_the_targets_in_the_gradient_pass_changes_no_bit() {
+        let m = resnet18();
+        let shape = [3, 3, 64, 64];
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input_value(&shape), shape),
+            &Device::default(),
+        );
+        let cam = |kind, layer: Option<&str>| Method::Cam {
+            kind,
+            layer: layer.map(String::from),
+        };
+        let params = crate::method::MethodParams::default();
+        let matlab = ExplainOptions {
+            cam_style: CamStyle::Matlab,
+            ..ExplainOptions::default()
+        };
+        let cases: Vec<(Vec<Method>, ExplainOptions, bool)> = vec![
+            // one pass: the gradient family with CAMs of the same score
+            (
+                vec![
+                    Method::Gradient,
+                    Method::InputXGradient,
+                    cam(CamKind::GradCam, None),
+                    cam(CamKind::LayerCam, Some("layer3")),
+                ],
+                ExplainOptions::default(),
+                true,
+            ),
+            // one pass: CAMs only, several layers
+            (
+                vec![
+                    cam(CamKind::GradCam, Some("layer2")),
+                    cam(CamKind::HiResCam, None),
+                ],
+                matlab,
+                true,
+            ),
+            // one pass, run unfolded: a CAM before a BatchNorm
+            (
+                vec![
+                    Method::Gradient,
+                    cam(CamKind::GradCam, Some("layer2.0.conv1")),
+                ],
+                ExplainOptions::default(),
+                true,
+            ),
+            // two passes: CAMs on the softmax, the gradient on the logit
+            (
+                vec![Method::Gradient, cam(CamKind::GradCam, None)],
+                matlab,
+                false,
+            ),
+            // two passes: LRP takes the kept convolution outputs
+            (
+                vec![
+                    Method::InputXGradient,
+                    Method::parse("lrp-epsilon-plus", &params).unwrap(),
+                ],
+                ExplainOptions::default(),
+                false,
+            ),
+        ];
+        let mut classes = std::collections::BTreeSet::new();
+        for (methods, options, single) in cases {
+            let plan = GradientPass::serving_all(&m, &methods, &options);
+            assert_eq!(plan.is_some(), single, "{methods:?}");
+            let mut calls = 0;
+            let pick = |logits: &Tensor<2>| {
+                calls += 1;
+                pick_by_bits(logits)
+            };
+            let one = explain_batch_picking(&m, x.clone(), &methods, &options, pick).unwrap();
+            assert_eq!(calls, 1);
+            let two = two_passes(&m, x.clone(), &methods, &options);
+            let logit_bits = |t: Tensor<2>| bits(t.unsqueeze_dim(0));
+            assert_eq!(
+                logit_bits(one.logits),
+                logit_bits(two.logits),
+                "{methods:?}"
+            );
+            assert_eq!(one.targets, two.targets, "{methods:?}");
+            classes.extend(one.targets.iter().copied());
+            for (a, b) in one.maps.into_iter().zip(two.maps) {
+                assert_eq!(bits(a), bits(b), "{methods:?}");
+            }
+        }
+        // The images take different classes: a picker given other logits would show.
+        assert!(classes.len() > 1, "{classes:?}");
     }
 }
