@@ -153,6 +153,35 @@ fn unexpected_missing_and_wrong_shape_keys_are_listed() {
     }
 }
 
+/// Loading from an owned state dict moves the values instead of copying them: the same
+/// model, and the same errors, as loading from a borrowed one.
+#[test]
+fn an_owned_state_dict_loads_as_a_borrowed_one() {
+    let dev = Device::default();
+    for arch in [Arch::ResNet18, Arch::GoogLeNet, Arch::EfficientNetLite0] {
+        let config = ModelConfig::new(arch, 3);
+        let sd = closed_form_state_dict(&Classifier::new(&config, &dev), None);
+        let borrowed = Classifier::from_state_dict(&config, &sd, &dev).unwrap();
+        let owned = Classifier::from_owned_state_dict(&config, sd.clone(), &dev).unwrap();
+        let (a, b) = (borrowed.to_state_dict(0), owned.to_state_dict(0));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for k in a.keys() {
+            assert_eq!(a.get(k), b.get(k), "{arch}: {k}");
+        }
+        // Every value came from the file: none is the fresh model's own.
+        let fresh = Classifier::new(&config, &dev).to_state_dict(0);
+        assert!(a.keys().any(|k| a.get(k) != fresh.get(k)), "{arch}");
+
+        let mut wrong = sd;
+        let first = wrong.keys().next().unwrap().to_string();
+        wrong.remove(&first).unwrap();
+        wrong.insert("extra.weight", vec![1], vec![0.0]);
+        let by_ref = Classifier::from_state_dict(&config, &wrong, &dev).unwrap_err();
+        let by_value = Classifier::from_owned_state_dict(&config, wrong, &dev).unwrap_err();
+        assert_eq!(by_ref.to_string(), by_value.to_string());
+    }
+}
+
 #[test]
 fn googlenet_ignores_aux_heads() {
     let dev = Device::default();
