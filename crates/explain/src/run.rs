@@ -117,12 +117,13 @@ pub struct PickedBatch {
 /// [`explain_batch_with`] for targets picked from the batch's logits (the predicted
 /// class, say): `pick` gets the logits and returns the targets.
 ///
-/// When one plain gradient pass serves every method (Gradient, Input×Gradient and CAMs
-/// that differentiate the same score), that pass's own forward half gives the logits: the
-/// batch takes one forward pass, not two, and no convolution output is kept beyond its
-/// use (a tenth of `leukex explain --method gradient`'s run on ResNet18 went to the
-/// second forward pass and to the fresh memory of the kept outputs). Otherwise a forward
-/// pass picks the targets and keeps its convolution outputs for the methods
+/// With Gradient or Input×Gradient among the methods, or only CAMs of one score, the
+/// plain gradient pass's own forward half gives the logits: the batch takes one forward
+/// pass, not two. When that pass serves every method, no convolution output is kept
+/// beyond its use (a tenth of `leukex explain --method gradient`'s run on ResNet18 went
+/// to the second forward pass and to the fresh memory of the kept outputs); otherwise the
+/// outputs are kept for the other methods. Without such a pass a forward pass picks the
+/// targets and keeps its convolution outputs for the methods
 /// ([`crate::cam::forward_sharing`], [`explain_batch_sharing`]). Either way `pick` sees
 /// the same logits, bit for bit, and the maps are the same.
 pub fn explain_batch_picking(
@@ -132,13 +133,23 @@ pub fn explain_batch_picking(
     options: &ExplainOptions,
     pick: impl FnOnce(&Tensor<2>) -> Vec<usize>,
 ) -> Result<PickedBatch, CamError> {
-    if let Some(plan) = GradientPass::serving_all(model, methods, options) {
+    // A gradient pass picks the targets from its own logits: when it serves every
+    // method, without keeping a convolution output beyond its use; otherwise keeping
+    // them for the other methods.
+    let single = GradientPass::serving_all(model, methods, options);
+    let serves_all = single.is_some();
+    if let Some(plan) =
+        single.or_else(|| GradientPass::of_gradient_methods(model, methods, options))
+    {
         let mut seen = None;
         let picker = |logits: &Tensor<2>| {
             seen = Some(logits.clone());
             pick(logits)
         };
-        let mut values = LayerValues::weights_only();
+        let mut values = match serves_all {
+            true => LayerValues::weights_only(),
+            false => LayerValues::default(),
+        };
         let (pass, targets) = probed_pass_picking(
             model,
             x.clone(),
@@ -156,6 +167,7 @@ pub fn explain_batch_picking(
             maps,
         });
     }
+    // Otherwise a forward pass picks them and keeps its convolution outputs.
     let mut values = LayerValues::default();
     let logits = match shares_forward_values(methods) {
         true => forward_sharing(model, x.clone(), &mut values),
@@ -268,8 +280,26 @@ fn methods_after(
             layers.insert(name, (a, lg));
         }
     }
-    let mut out = Vec::with_capacity(methods.len());
-    for m in methods {
+    // LRP last: when no LRP method takes the values of the gradient passes' chain
+    // (iNNvestigate's keeps BatchNorm apart), those are dropped before it, and its
+    // own values reuse their memory instead of fresh pages.
+    let is_lrp = |m: &&Method| matches!(m, Method::Lrp { .. });
+    let folded_lrp = methods
+        .iter()
+        .any(|m| matches!(m, Method::Lrp { composite, .. } if composite.innvestigate.is_none()));
+    let order = (0..methods.len())
+        .filter(|&i| !is_lrp(&&methods[i]))
+        .chain((0..methods.len()).filter(|&i| is_lrp(&&methods[i])));
+    let mut out: Vec<Option<Tensor<4>>> = vec![None; methods.len()];
+    let mut dropped = false;
+    for i in order {
+        let m = &methods[i];
+        if is_lrp(&m) && !folded_lrp && !dropped {
+            values.clear();
+            layers.clear();
+            grad = None;
+            dropped = true;
+        }
         let map = match m {
             Method::Gradient => grad.clone().expect("computed above"),
             Method::InputXGradient => x.clone() * grad.clone().expect("computed above"),
@@ -312,9 +342,9 @@ fn methods_after(
                 lrp_with_values(model, x.clone(), targets, composite, init, &mut values).0
             }
         };
-        out.push(map);
+        out[i] = Some(map);
     }
-    Ok(out)
+    Ok(out.into_iter().map(|m| m.expect("every method")).collect())
 }
 
 #[cfg(test)]
@@ -440,6 +470,10 @@ mod tests {
             layer: layer.map(String::from),
         };
         let params = crate::method::MethodParams::default();
+        let innvestigate = crate::method::MethodParams {
+            innvestigate: true,
+            ..params.clone()
+        };
         let matlab = ExplainOptions {
             cam_style: CamStyle::Matlab,
             ..ExplainOptions::default()
@@ -480,12 +514,30 @@ mod tests {
                 matlab,
                 false,
             ),
-            // two passes: LRP takes the kept convolution outputs
+            // the gradient pass picks, LRP takes its kept convolution outputs
             (
                 vec![
-                    Method::InputXGradient,
                     Method::parse("lrp-epsilon-plus", &params).unwrap(),
+                    Method::InputXGradient,
+                    cam(CamKind::GradCam, None),
                 ],
+                ExplainOptions::default(),
+                false,
+            ),
+            // iNNvestigate's LRP keeps BatchNorm apart: the gradient passes' values are
+            // dropped before it
+            (
+                vec![
+                    Method::parse("lrp-epsilon", &innvestigate).unwrap(),
+                    Method::InputXGradient,
+                    cam(CamKind::GradCam, None),
+                ],
+                matlab,
+                false,
+            ),
+            // no gradient pass: a forward pass picks
+            (
+                vec![Method::parse("lrp-zplus", &params).unwrap()],
                 ExplainOptions::default(),
                 false,
             ),
@@ -510,8 +562,16 @@ mod tests {
             );
             assert_eq!(one.targets, two.targets, "{methods:?}");
             classes.extend(one.targets.iter().copied());
-            for (a, b) in one.maps.into_iter().zip(two.maps) {
-                assert_eq!(bits(a), bits(b), "{methods:?}");
+            for (a, b) in one.maps.iter().zip(two.maps) {
+                assert_eq!(bits(a.clone()), bits(b), "{methods:?}");
+            }
+            // Each LRP map is the method's own, explained alone: taking the gradient
+            // pass's values, running last and dropping values change no bit.
+            let lrp = |(m, _): &(&Method, Tensor<4>)| matches!(m, Method::Lrp { .. });
+            for (method, a) in methods.iter().zip(one.maps).filter(lrp) {
+                let alone = std::slice::from_ref(method);
+                let own = explain_batch_with(&m, x.clone(), &one.targets, alone, &options);
+                assert_eq!(bits(a), bits(own.unwrap().remove(0)), "{method:?}");
             }
         }
         // The images take different classes: a picker given other logits would show.
