@@ -323,10 +323,11 @@ pub(crate) fn probed_pass_picking(
 }
 
 /// The logits of `model` on `x` with every BatchNorm folded into its convolution, keeping
-/// the convolutions' outputs in `values`: the forward pass that picks a batch's targets,
-/// after which the gradient, CAM and LRP passes over the same batch take those outputs
-/// instead of computing them again ([`crate::run::explain_batch_sharing`]). The logits
-/// differ from [`Classifier::forward`]'s by rounding only.
+/// the convolutions' outputs in `values`: the forward pass that picks a batch's targets
+/// when no gradient pass does ([`crate::run::explain_batch_picking`]), after which the
+/// CAM and LRP passes over the same batch take those outputs instead of computing them
+/// again ([`crate::run::explain_batch_sharing`]). The logits differ from
+/// [`Classifier::forward`]'s by rounding only.
 pub fn forward_sharing(model: &Classifier, x: Tensor<4>, values: &mut LayerValues) -> Tensor<2> {
     let mut ops = SharedGradientOps::new(&[], std::mem::take(values));
     let logits = model.forward_ops(x.inner(), &mut ops);

@@ -50,6 +50,9 @@ pub use pipeline::{
     run_explain,
 };
 pub use rules::Rule;
-pub use run::{ExplainOptions, explain_batch, explain_batch_sharing, explain_batch_with};
+pub use run::{
+    ExplainOptions, PickedBatch, explain_batch, explain_batch_picking, explain_batch_sharing,
+    explain_batch_with,
+};
 pub use score_cam::{DEFAULT_SCORE_CAM_BATCH, score_cam};
 pub use target::{InitRelevance, Score, Target, predicted};

@@ -812,7 +812,7 @@ fn report_json(p: ReportParts) -> Result<Value, ExplainRunError> {
         "images": images,
         "failed": failed,
         "timings": {
-            "note": "seconds per batch: the forward pass that picks the targets, then every method in one call (one forward pass, shared backward passes and convolution values), finishing and writing included in seconds",
+            "note": "seconds per batch: forward = until the targets are picked (by the gradient pass's forward half when it serves the gradient methods, else by a forward pass of its own), methods = the rest of every method's passes, finishing and writing included in seconds",
             "batches": p.batch_timings,
             "total_seconds": p.seconds,
         },
