@@ -366,6 +366,12 @@ mod tests {
         m.valid()
     }
 
+    /// A batch of `shape` of the closed-form test input.
+    fn input(shape: [usize; 4]) -> Tensor<4> {
+        let values = TensorData::new(input_value(&shape), shape);
+        Tensor::<4>::from_data(values, &Device::default())
+    }
+
     fn rel_l2(a: Tensor<4>, b: Tensor<4>) -> f64 {
         let d = (a - b.clone()).powf_scalar(2.0).sum().into_scalar::<f64>();
         (d / b.powf_scalar(2.0).sum().into_scalar::<f64>()).sqrt()
@@ -374,11 +380,7 @@ mod tests {
     #[test]
     fn the_gradient_pass_leaves_lrp_every_plain_convolution_output() {
         let m = resnet18();
-        let shape = [1, 3, 64, 64];
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input_value(&shape), shape),
-            &Device::default(),
-        );
+        let x = input([1, 3, 64, 64]);
         let convs = 1 + 8 * 2 + 3;
         let plain = gradient_with_logits(&m, x.clone(), &[1], Score::Logit).0;
         let mut values = LayerValues::default();
@@ -460,11 +462,7 @@ mod tests {
     #[test]
     fn picking_the_targets_in_the_gradient_pass_changes_no_bit() {
         let m = resnet18();
-        let shape = [3, 3, 64, 64];
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input_value(&shape), shape),
-            &Device::default(),
-        );
+        let x = input([3, 3, 64, 64]);
         let cam = |kind, layer: Option<&str>| Method::Cam {
             kind,
             layer: layer.map(String::from),
