@@ -174,7 +174,7 @@ pub fn explain_batch_picking(
         false => model.forward(x.clone()),
     };
     let targets = pick(&logits);
-    let maps = explain_batch_sharing(model, x, &targets, methods, options, values)?;
+    let maps = methods_after(model, x, &targets, methods, options, values, None)?;
     Ok(PickedBatch {
         logits,
         targets,
@@ -283,18 +283,16 @@ fn methods_after(
     // LRP last: when no LRP method takes the values of the gradient passes' chain
     // (iNNvestigate's keeps BatchNorm apart), those are dropped before it, and its
     // own values reuse their memory instead of fresh pages.
-    let is_lrp = |m: &&Method| matches!(m, Method::Lrp { .. });
+    let is_lrp = |i: &usize| matches!(methods[*i], Method::Lrp { .. });
     let folded_lrp = methods
         .iter()
         .any(|m| matches!(m, Method::Lrp { composite, .. } if composite.innvestigate.is_none()));
-    let order = (0..methods.len())
-        .filter(|&i| !is_lrp(&&methods[i]))
-        .chain((0..methods.len()).filter(|&i| is_lrp(&&methods[i])));
+    let (lrp, others): (Vec<usize>, Vec<usize>) = (0..methods.len()).partition(is_lrp);
     let mut out: Vec<Option<Tensor<4>>> = vec![None; methods.len()];
     let mut dropped = false;
-    for i in order {
+    for i in others.into_iter().chain(lrp) {
         let m = &methods[i];
-        if is_lrp(&m) && !folded_lrp && !dropped {
+        if is_lrp(&i) && !folded_lrp && !dropped {
             values.clear();
             layers.clear();
             grad = None;

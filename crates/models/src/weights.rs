@@ -506,9 +506,9 @@ impl<'a> Loader<'a> {
             self.missing.push(key);
             return None;
         };
-        if t.shape != expected {
-            let found = t.shape.clone();
-            self.used.insert(key.clone());
+        let wrong_shape = (t.shape != expected).then(|| t.shape.clone());
+        self.used.insert(key.clone());
+        if let Some(found) = wrong_shape {
             self.wrong_shape.push(ShapeMismatch {
                 key,
                 expected: expected.to_vec(),
@@ -516,7 +516,6 @@ impl<'a> Loader<'a> {
             });
             return None;
         }
-        self.used.insert(key.clone());
         if !self.apply {
             return None;
         }
@@ -563,12 +562,12 @@ impl LayerVisitor for Loader<'_> {
     fn linear(&mut self, name: &str, m: &mut Linear) {
         let s = shape_of(&m.weight); // burn [in, out]
         let (din, dout) = (s[0], s[1]);
-        if let Some(t) = self.take(format!("{name}.weight"), &[dout, din]) {
+        if let Some(values) = self.take(format!("{name}.weight"), &[dout, din]) {
             // torch [out, in] -> burn [in, out]
             let mut w = vec![0f32; din * dout];
             for o in 0..dout {
                 for i in 0..din {
-                    w[i * dout + o] = t[o * din + i];
+                    w[i * dout + o] = values[o * din + i];
                 }
             }
             let dev = m.weight.lazy_device();
