@@ -216,8 +216,8 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], r0: usize, r1: usize, col: &mut [f
                 continue;
             };
             let src = &x[((n * g.cin + c) * g.h + iy) * g.w..][..g.w];
-            d[..lo].fill(0.0);
-            d[hi..].fill(0.0);
+            zero_few(&mut d[..lo]);
+            zero_few(&mut d[hi..]);
             let ix0 = lo * g.sw + kx * g.dw - g.pl;
             if g.sw == 1 {
                 d[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
@@ -228,4 +228,17 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], r0: usize, r1: usize, col: &mut [f
             }
         }
     });
+}
+
+/// Zeroes a padding run of a few elements (usually none or one, at most the padding).
+/// `fill` calls `memset` even for an empty slice: in im2col, which zeroes both ends of
+/// every row it copies, those calls were 3 % of a ResNet18 gradient run (perf).
+#[inline(always)]
+fn zero_few(d: &mut [f32]) {
+    match d {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => (*a, *b) = (0.0, 0.0),
+        _ => d.fill(0.0),
+    }
 }
