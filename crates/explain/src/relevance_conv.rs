@@ -213,12 +213,12 @@ impl RelevanceConvBackend for Flex {
     }
 }
 
-/// The backward step. Its state holds the input (for its shape and padding), the
+/// The backward step. Its state holds the input's shape (as [`shape_only`]), the
 /// weight and the factors: constants of the pass, not tracked.
 #[derive(Debug)]
 struct RelevanceConvBackward;
 
-/// (input, weight, input factor, output factor, options).
+/// (input's shape, weight, input factor, output factor, options).
 type State<B> = (
     FloatTensor<B>,
     FloatTensor<B>,
@@ -270,7 +270,7 @@ impl<B: ConvGradients + ElementwiseKernels, C: CheckpointStrategy> RelevanceConv
         {
             OpsKind::Tracked(prep) => prep.finish(
                 (
-                    x.into_primitive(),
+                    shape_only::<B>(x.into_primitive()),
                     weight.into_primitive(),
                     used.input.then(|| in_factor.into_primitive()),
                     used.output.then(|| out_factor.into_primitive()),
@@ -281,6 +281,19 @@ impl<B: ConvGradients + ElementwiseKernels, C: CheckpointStrategy> RelevanceConv
             OpsKind::UnTracked(prep) => prep.finish(value.into_primitive()),
         }
     }
+}
+
+/// A tensor of `x`'s shape, dtype and device that holds one zero, broadcast: all an
+/// input gradient reads of the convolution's input (its values only enter the weight
+/// gradient, never taken here). Keeping `x` itself would hold every layer's input until
+/// the backward pass reached it; with the rectifiers' bit masks
+/// ([`leukex_models::relu`]) nothing else does, so `leukex explain --method gradient`
+/// frees each activation once the next layer has read it.
+fn shape_only<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    use burn::backend::TensorMetadata;
+    let (shape, dtype, device) = (x.shape(), x.dtype(), x.device());
+    let one = Shape::new([1; 4]);
+    B::float_expand(B::float_zeros(one, &device, dtype.into()), shape)
 }
 
 /// One rule term of a convolution (see the module docs); `x` is tracked, the others are
@@ -360,6 +373,40 @@ mod tests {
             .map(|i| ((i as f32 * 0.37 + offset).sin()) * scale)
             .collect();
         Tensor::from_data(TensorData::new(data, shape), &Device::default())
+    }
+
+    /// The backward step keeps the input's shape, not the input: once the caller drops
+    /// its own handle, the input's buffer is free (the gradient pass frees each layer's
+    /// activations this way).
+    #[test]
+    fn the_backward_step_does_not_hold_the_input() {
+        use burn::backend::AutodiffBackend;
+        use burn::backend::ops::FloatTensorOps;
+        type Tracked = Autodiff<Flex>;
+        let flex = |shape: [usize; 4]| {
+            let n = shape.iter().product();
+            let data = TensorData::new((0..n).map(|i| i as f32 * 0.1).collect::<Vec<_>>(), shape);
+            Tracked::from_inner(Flex::float_from_data(data, &Default::default()))
+        };
+        let x = Tracked::float_set_require_grad(flex([1, 2, 5, 5]), true);
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let kept = x.clone();
+        let used = FactorsUsed {
+            input: false,
+            output: false,
+        };
+        let w = flex([3, 2, 3, 3]);
+        let y = <Tracked as RelevanceConvBackend>::relevance_conv(
+            x,
+            flex([1, 3, 5, 5]),
+            w.clone(),
+            w.clone(),
+            w,
+            used,
+            options,
+        );
+        assert!(Tracked::inner(kept).is_unique());
+        drop(y);
     }
 
     /// The backward pass equals autodiff through `Σ_k s_k ⊙ conv(a_k ⊙ x; W_k)`, whose

@@ -116,6 +116,107 @@ pub fn map<E: Real, F: Fn(E, E) -> E + Copy + Send + Sync>(
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
 }
 
+/// Bits per word of a [`map_marking`] mask.
+pub const MARK_BITS: usize = 64;
+
+/// [`map`] without a second operand that also marks elements: `mark(chunk, words)` sets,
+/// for each element of a finished chunk of the result, bit `i % 64` of `words[i / 64]`
+/// (`words` is zeroed and holds `chunk.len().div_ceil(64)` words). It runs on each chunk
+/// right after it is written, while the chunk is in cache. Returns the result and the
+/// marks of all elements (element `i`: bit `i % 64` of word `i / 64`).
+pub fn map_marking<E, F, M>(mut t: FlexTensor, f: F, mark: M) -> (FlexTensor, Vec<u64>)
+where
+    E: Real,
+    F: Fn(E, E) -> E + Copy + Send + Sync,
+    M: Fn(&[E], &mut [u64]) + Copy + Send + Sync,
+{
+    const WORDS: usize = CHUNK / MARK_BITS;
+    let shape = t.shape();
+    let dtype = t.dtype();
+    let whole = t.layout().start_offset() == 0 && t.layout().is_contiguous();
+    let n = shape.num_elements();
+    let mut words = vec![0u64; n.div_ceil(MARK_BITS)];
+    if whole && let Some(data) = t.try_storage_mut::<E>() {
+        data[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(words.par_chunks_mut(WORDS))
+            .for_each(|(d, w)| {
+                d.iter_mut().for_each(|d| *d = f(*d, E::ZERO));
+                mark(d, w);
+            });
+        return (t, words);
+    }
+    let t = t.to_contiguous();
+    let src = t.as_slice::<E>().expect("contiguous tensor");
+    let mut out: Vec<E> = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .zip(words.par_chunks_mut(WORDS))
+        .for_each(|((d, s), w)| {
+            d.iter_mut()
+                .zip(s)
+                .for_each(|(d, s)| _ = d.write(f(*s, E::ZERO)));
+            // SAFETY: every element of `d` was written just above.
+            let d = unsafe { &*(d as *const [std::mem::MaybeUninit<E>] as *const [E]) };
+            mark(d, w);
+        });
+    // SAFETY: the chunks above cover `0..n` and write every element of them.
+    unsafe { out.set_len(n) };
+    let y = FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype);
+    (y, words)
+}
+
+/// `f(value, bit)` for every element of `t`, `bit` its mark from [`map_marking`]; in
+/// place where `t` owns its contiguous buffer alone, else into a new one (as [`map`]).
+pub fn map_marked<E, F>(t: FlexTensor, marks: &[u64], f: F) -> FlexTensor
+where
+    E: Real,
+    F: Fn(E, bool) -> E + Copy + Send + Sync,
+{
+    let n = t.shape().num_elements();
+    assert_eq!(
+        marks.len(),
+        n.div_ceil(MARK_BITS),
+        "element-wise pass: marks and tensor differ in length"
+    );
+    let shape = t.shape();
+    let dtype = t.dtype();
+    let mut t = t;
+    let whole = t.layout().start_offset() == 0 && t.layout().is_contiguous();
+    if whole && let Some(data) = t.try_storage_mut::<E>() {
+        data[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(marks.par_chunks(CHUNK / MARK_BITS))
+            .for_each(|(d, w)| {
+                for (d, &w) in d.chunks_mut(MARK_BITS).zip(w) {
+                    for (j, d) in d.iter_mut().enumerate() {
+                        *d = f(*d, (w >> j) & 1 == 1);
+                    }
+                }
+            });
+        return t;
+    }
+    let t = t.to_contiguous();
+    let src = t.as_slice::<E>().expect("contiguous tensor");
+    let mut out: Vec<E> = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .zip(marks.par_chunks(CHUNK / MARK_BITS))
+        .for_each(|((d, s), w)| {
+            let words = d.chunks_mut(MARK_BITS).zip(s.chunks(MARK_BITS)).zip(w);
+            for ((d, s), &w) in words {
+                for (j, (d, s)) in d.iter_mut().zip(s).enumerate() {
+                    d.write(f(*s, (w >> j) & 1 == 1));
+                }
+            }
+        });
+    // SAFETY: the chunks above cover `0..n` and write every element of them.
+    unsafe { out.set_len(n) };
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
+}
+
 /// `f(value, channel)` for every element of a `[N, C, H, W]` tensor (`channel` in
 /// `0..C`), in parallel, in place where `t` owns its contiguous buffer alone, else into
 /// a new one (as [`map`]).
@@ -220,6 +321,57 @@ pub fn first_non_finite(values: &[f32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flex(values: &[f32]) -> FlexTensor {
+        let data = burn::tensor::TensorData::new(values.to_vec(), [values.len()]);
+        Flex::float_from_data(data, &Default::default())
+    }
+
+    fn floats(t: FlexTensor) -> Vec<f32> {
+        t.as_slice::<f32>().expect("contiguous").to_vec()
+    }
+
+    /// In place (a buffer owned alone) and into a new buffer (a shared one), the values
+    /// are `f`'s, the marks `mark`'s, element `i` at bit `i % 64` of word `i / 64`, over
+    /// several tasks and a partial last word; `map_marked` reads the same bits back.
+    #[test]
+    fn marks_follow_the_elements_in_place_and_not() {
+        let n = 2 * CHUNK + 3 * MARK_BITS + 11;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32) - 50.0).collect();
+        let f = |v: f32, _| v * 0.5;
+        let mark = |y: &[f32], w: &mut [u64]| {
+            for (j, v) in y.iter().enumerate() {
+                w[j / MARK_BITS] |= u64::from(*v > 3.0) << (j % MARK_BITS);
+            }
+        };
+        let shared = flex(&x);
+        let keep = shared.clone();
+        for (case, t) in [("in place", flex(&x)), ("new buffer", shared)] {
+            let (y, marks) = map_marking(t, f, mark);
+            let y = floats(y);
+            assert_eq!(marks.len(), n.div_ceil(MARK_BITS), "{case}");
+            for i in 0..n {
+                assert_eq!(y[i], x[i] * 0.5, "{case}: value {i}");
+                let bit = (marks[i / MARK_BITS] >> (i % MARK_BITS)) & 1 == 1;
+                assert_eq!(bit, y[i] > 3.0, "{case}: mark {i}");
+            }
+            let shared_y = flex(&y);
+            let keep_y = shared_y.clone();
+            for (how, t) in [("in place", flex(&y)), ("new buffer", shared_y)] {
+                let back = floats(map_marked(t, &marks, |v: f32, m| if m { v } else { -1.0 }));
+                for i in 0..n {
+                    let want = if y[i] > 3.0 { y[i] } else { -1.0 };
+                    assert_eq!(back[i], want, "{case}, {how}: element {i}");
+                }
+            }
+            assert_eq!(
+                floats(keep_y),
+                y,
+                "{case}: a shared buffer is left untouched"
+            );
+        }
+        assert_eq!(floats(keep), x, "a shared buffer is left untouched");
+    }
 
     #[test]
     fn first_non_finite_finds_the_first_nan_or_infinity() {
