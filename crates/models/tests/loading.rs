@@ -76,6 +76,40 @@ fn reads_safetensors_zip_and_legacy_pth() {
     }
 }
 
+/// A damaged `.safetensors` file is a parse error that names the file and what is wrong:
+/// cut short, a header length past the end, a header that is not JSON, extra bytes.
+#[test]
+fn a_damaged_safetensors_file_is_an_error_naming_it() {
+    let good = std::fs::read(fixture_path("formats.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut huge_header = good.clone();
+    huge_header[..8].copy_from_slice(&(good.len() as u64).to_le_bytes());
+    let mut not_json = good.clone();
+    not_json[8] = b'[';
+    let mut longer = good.clone();
+    longer.extend_from_slice(&[0; 4]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, says) in [
+        ("cut.safetensors", &good[..good.len() - 3], "tensor data"),
+        (
+            "cut_header.safetensors",
+            &good[..8 + header_len / 2],
+            "header length",
+        ),
+        ("tiny.safetensors", &good[..5], "too short"),
+        ("huge_header.safetensors", &huge_header[..], "header length"),
+        ("not_json.safetensors", &not_json[..], "invalid header"),
+        ("longer.safetensors", &longer[..], "tensor data"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = StateDict::read_safetensors(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, WeightsError::Parse { .. }), "{name}: {text}");
+        assert!(text.contains(name) && text.contains(says), "{name}: {text}");
+    }
+}
+
 #[test]
 fn incomplete_file_lists_missing_and_misshaped_keys_and_names_file() {
     let dev = Device::default();
