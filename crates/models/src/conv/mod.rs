@@ -489,6 +489,30 @@ mod tests {
         }
     }
 
+    /// A convolution reads nothing a previous one left in the thread's scratch buffers:
+    /// on one worker thread whose buffers hold NaN, every case (padding, strides,
+    /// whole-image chunks) still equals burn's.
+    #[test]
+    fn scratch_buffers_left_by_earlier_layers_are_never_read() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            let dev = Device::default().autodiff();
+            for case in CASES {
+                forward::poison_scratch(1 << 16);
+                let reference = run(case, &dev, false);
+                forward::poison_scratch(1 << 16);
+                let fast = run(case, &dev, true);
+                for (r, f) in reference.iter().zip(&fast) {
+                    let d = rel_diff(r, f);
+                    assert!(d < 1e-5, "{case:?}: differs by {d:e}");
+                }
+            }
+        });
+    }
+
     #[test]
     fn same_padding_is_burns() {
         let dev = Device::default();
