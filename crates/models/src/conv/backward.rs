@@ -188,18 +188,21 @@ pub(super) fn input_grad_stride1(
     let kk = g.kh * g.kw;
     // One input channel's kernels per task: this transposing copy runs on every backward
     // pass of every such convolution, and on one thread it left the other cores idle.
-    let mut flipped = vec![0f32; ws.len()];
-    flipped
+    // Written once, not zeroed first (that was 37 MB of `memset` per ResNet18 pass).
+    let mut flipped: Vec<f32> = Vec::with_capacity(ws.len());
+    flipped.spare_capacity_mut()[..ws.len()]
         .par_chunks_mut(g.cout * kk)
         .enumerate()
         .for_each(|(ci, row)| {
             for (co, dst) in row.chunks_exact_mut(kk).enumerate() {
                 let src = &ws[(co * g.cin + ci) * kk..][..kk];
                 for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                    *d = *s;
+                    d.write(*s);
                 }
             }
         });
+    // SAFETY: the `cin` tasks write all `cout · kh · kw` elements of their row each.
+    unsafe { flipped.set_len(ws.len()) };
     // Stride 1, the same dilation, padding `pt`, `pl` before the output gradient.
     let options = ConvOptions::new_with_padding([1, 1], [(pt, 0), (pl, 0)], [g.dh, g.dw], 1);
     let t = Geometry::from_shapes(
