@@ -23,6 +23,9 @@ its reference (`python_explain.py --resnet18`, in-process medians as above), eve
 all of leukex's single-method commands and then the references, so each pair shares the minutes.
 The issue's goal: every LRP composite and CAM no slower than its reference, the gradient methods
 within the models' forward + backward goal (1.3x the reference's time).
+
+`--single --gradients`: only the two gradient methods against Captum (`python_explain.py
+--gradients`), short rounds, so that more of them fit in a quiet stretch of the machine.
 """
 import argparse
 import os
@@ -45,6 +48,8 @@ def main():
     ap.add_argument("--leukex", default="target/release/leukex")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--single", action="store_true")
+    ap.add_argument("--gradients", action="store_true",
+                    help="with --single: only gradient and input-x-gradient")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="leukex-explain-bench-")
     torch.manual_seed(0)
@@ -107,23 +112,26 @@ SINGLE = {
 
 
 def single(a, base, env, tmp):
-    ours = {m: [] for m in SINGLE}
-    refs = {m: [] for m in SINGLE}
+    methods = {m: row for m, row in SINGLE.items()
+               if not a.gradients or m in ("gradient", "input-x-gradient")}
+    reference_job = "--gradients" if a.gradients else "--resnet18"
+    ours = {m: [] for m in methods}
+    refs = {m: [] for m in methods}
     for r in range(a.rounds):
-        for m in SINGLE:
+        for m in methods:
             cmd = base + ["--out", os.path.join(tmp, m), "--method", m]
             t = time.perf_counter()
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
             ours[m].append(time.perf_counter() - t)
         out = subprocess.run([sys.executable, os.path.join(HERE, "python_explain.py"),
-                              "--resnet18"], check=True, capture_output=True, text=True).stdout
-        for m, row in SINGLE.items():
+                              reference_job], check=True, capture_output=True, text=True).stdout
+        for m, row in methods.items():
             refs[m].append(float(re.search(re.escape(row) + r"\s+([0-9.]+) s", out).group(1)))
-        for m in SINGLE:
+        for m in methods:
             print(f"round {r + 1}: {m:<26} leukex {ours[m][-1]:.3f} s, "
                   f"reference {refs[m][-1]:.3f} s", flush=True)
     print()
-    for m in SINGLE:
+    for m in methods:
         o, p = statistics.median(ours[m]), statistics.median(refs[m])
         print(f"{m:<26} leukex median {o:.3f} s (runs {', '.join(f'{t:.3f}' for t in ours[m])}); "
               f"reference {p:.3f} s; leukex time / reference time {o / p:.2f}")

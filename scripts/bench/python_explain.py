@@ -11,6 +11,9 @@ i % 2 for image i.  Prints the median of 7 runs after 2 warm-ups per method:
 `--resnet18`: every ResNet18 row, without ResNet50's Grad-CAM (what
 scripts/bench/explain_command.py --single compares with single-method `leukex explain` runs).
 
+`--gradients`: only the two Captum rows (gradient, input-x-gradient), for
+scripts/bench/explain_command.py --single --gradients.
+
 `--paper-four`: only the four references of the paper's methods (Zennit LRP-epsilon and
 EpsilonPlus, Captum InputXGradient, pytorch-grad-cam GradCAM on ResNet18) and their sum, as
 scripts/bench/explain_command.py compares them with the whole `leukex explain` process.
@@ -89,6 +92,7 @@ def main():
         return
     paper_four = sys.argv[1:] == ["--paper-four"]
     resnet18_only = sys.argv[1:] == ["--resnet18"]
+    gradients_only = sys.argv[1:] == ["--gradients"]
     m18 = model(18)
     results = {}
     if paper_four:
@@ -98,6 +102,9 @@ def main():
         lambda: Saliency(m18).attribute(x, target=targets, abs=False).sum())
     results["resnet18 input-x-gradient (Captum)"] = median_time(
         lambda: InputXGradient(m18).attribute(x, target=targets).sum())
+    if gradients_only:
+        print_results(results)
+        return
     cam_targets = [ClassifierOutputTarget(t) for t in targets]
 
     def gradcam(m, layer, kind=GradCAM):
@@ -130,6 +137,10 @@ def main():
     if not resnet18_only:
         m50 = model(50)
         results["resnet50 grad-cam (pytorch-grad-cam)"] = median_time(gradcam(m50, m50.layer4[-1]))
+    print_results(results)
+
+
+def print_results(results):
     for k, v in results.items():
         print(f"{k:<45} {v:.3f} s")
     print("torch", torch.__version__, "threads", torch.get_num_threads())
