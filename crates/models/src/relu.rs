@@ -29,7 +29,6 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use crate::elementwise::{MARK_BITS, Real, map, map_marked, map_marking};
-use std::any::TypeId;
 
 /// Where a rectifier clips from above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +78,7 @@ fn passes<E: Real>(y: E, ceiling: Ceiling) -> bool {
 /// Sets bit `i % 64` of `words[i / 64]` where the gradient passes `y[i]`.
 fn mark_passes<E: Real>(y: &[E], words: &mut [u64], ceiling: Ceiling) {
     #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<E>() == TypeId::of::<f32>() {
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
         let y32: &[f32] = bytemuck::cast_slice(y);
         let whole = y.len() / MARK_BITS;
         mark_passes_sse2(&y32[..whole * MARK_BITS], &mut words[..whole], ceiling);
