@@ -24,7 +24,7 @@
 //! gradients.
 
 use super::forward::conv2d;
-use super::geometry::{Geometry, contiguous_f32, f32s, im2col, rows_per_chunk, tensor};
+use super::geometry::{Geometry, Scratch, contiguous_f32, f32s, im2col, rows_per_chunk, tensor};
 use super::{ConvGradients, TrainConvBackend};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -282,15 +282,15 @@ pub(super) fn flex_weight_grad(g: &Geometry, x: &FlexTensor, dy: &FlexTensor) ->
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![0f32; g.cout * k];
-            let mut col = vec![0f32; k * rows * g.ow];
-            let mut dyc = vec![0f32; g.cout * rows * g.ow];
+            let mut scratch = Scratch::take();
             for chunk in (part * chunks / parts)..((part + 1) * chunks / parts) {
                 let r0 = chunk * rows;
                 let r1 = (r0 + rows).min(total);
                 let p = (r1 - r0) * g.ow;
-                im2col(g, xs, r0, r1, &mut col[..k * p]);
-                gather_dy(g, dys, r0, r1, &mut dyc[..g.cout * p]);
-                gemm_acc_abt(&mut acc, &dyc, &col, g.cout, k, p);
+                im2col(g, xs, r0, r1, scratch.col(k * p));
+                gather_dy(g, dys, r0, r1, scratch.product(g.cout * p));
+                let (col, dyc) = scratch.both(k * p, g.cout * p);
+                gemm_acc_abt(&mut acc, dyc, col, g.cout, k, p);
             }
             acc
         })

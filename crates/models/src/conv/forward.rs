@@ -24,10 +24,9 @@
 //! convolution of the output gradient with the kernel flipped and its channel axes
 //! swapped ([`super::backward::input_grad_stride1`]).
 
-use super::geometry::{Geometry, f32s, im2col, rows_per_chunk, tensor};
+use super::geometry::{Geometry, Scratch, f32s, im2col, rows_per_chunk, tensor};
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
-use std::cell::Cell;
 
 /// Split a layer into at least this many chunks where it has the rows for them, so
 /// that both cores (and more) have work on the small late layers. A constant, not
@@ -104,65 +103,6 @@ pub(crate) fn conv2d(
     // element was written above.
     unsafe { out.set_len(len) };
     tensor(out, [g.n, g.cout, g.oh, g.ow])
-}
-
-/// A worker thread's im2col and product buffers, kept from one chunk (and layer) to the
-/// next. Before, each rayon job made its own and zeroed them (`resize`): 900 MB of
-/// `memset` in one ResNet18 `explain --method gradient` run, and the allocations with
-/// it. Nothing read from them is stale: im2col writes every element it hands on (zeros
-/// in the padding included), and the product does not read its destination. They stay
-/// for the thread's life: at most one chunk each (about 1 Mi floats, 4–5 MB on the
-/// largest layers of ResNet and VGG) per worker thread.
-struct Scratch {
-    col: Vec<f32>,
-    product: Vec<f32>,
-}
-
-thread_local! {
-    static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
-}
-
-impl Scratch {
-    /// The thread's buffers, taken out until this value drops (a nested use on the same
-    /// thread gets empty ones).
-    fn take() -> Self {
-        let (col, product) = SCRATCH.take();
-        Self { col, product }
-    }
-
-    /// `len` elements for im2col (grown and zeroed only when a layer needs more).
-    fn col(&mut self, len: usize) -> &mut [f32] {
-        at_least(&mut self.col, len)
-    }
-
-    /// `len` elements for a product, apart from [`col`](Self::col)'s.
-    fn product(&mut self, len: usize) -> &mut [f32] {
-        at_least(&mut self.product, len)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let buffers = (
-            std::mem::take(&mut self.col),
-            std::mem::take(&mut self.product),
-        );
-        SCRATCH.set(buffers);
-    }
-}
-
-/// Fills the calling thread's scratch buffers with `len` NaNs each: a test that a
-/// convolution never reads what an earlier one left there.
-#[cfg(test)]
-pub(super) fn poison_scratch(len: usize) {
-    SCRATCH.set((vec![f32::NAN; len], vec![f32::NAN; len]));
-}
-
-fn at_least(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
 }
 
 /// `dst[Cout × p] = W[Cout × K] · rhs[K × p]`, rows of `dst` `dst_rs` apart, rows of

@@ -501,9 +501,9 @@ mod tests {
         pool.install(|| {
             let dev = Device::default().autodiff();
             for case in CASES {
-                forward::poison_scratch(1 << 16);
+                geometry::poison_scratch(1 << 16);
                 let reference = run(case, &dev, false);
-                forward::poison_scratch(1 << 16);
+                geometry::poison_scratch(1 << 16);
                 let fast = run(case, &dev, true);
                 for (r, f) in reference.iter().zip(&fast) {
                     let d = rel_diff(r, f);
