@@ -287,9 +287,9 @@ pub(super) fn flex_weight_grad(g: &Geometry, x: &FlexTensor, dy: &FlexTensor) ->
                 let r0 = chunk * rows;
                 let r1 = (r0 + rows).min(total);
                 let p = (r1 - r0) * g.ow;
-                im2col(g, xs, r0, r1, scratch.col(k * p));
-                gather_dy(g, dys, r0, r1, scratch.product(g.cout * p));
                 let (col, dyc) = scratch.both(k * p, g.cout * p);
+                im2col(g, xs, r0, r1, col);
+                gather_dy(g, dys, r0, r1, dyc);
                 gemm_acc_abt(&mut acc, dyc, col, g.cout, k, p);
             }
             acc

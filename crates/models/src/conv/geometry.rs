@@ -174,15 +174,15 @@ pub(crate) fn forward_geometry(
     ))
 }
 
-/// A worker thread's im2col and product (or gathered output gradient) buffers, kept from
-/// one chunk (and layer) to the next. Before, each rayon job of the forward convolution
-/// made its own and zeroed them (`resize`): 900 MB of `memset` in one ResNet18
-/// `explain --method gradient` run, and the allocations with it; the weight gradient
-/// zeroed two per part and layer. Nothing read from them is stale: im2col writes every element it hands on (zeros
-/// in the padding included), the product does not read its destination, and the weight gradient writes every
-/// element of the output gradient it gathers. They stay
-/// for the thread's life: at most one chunk each (about 1 Mi floats, 4–5 MB on the
-/// largest layers of ResNet and VGG) per worker thread.
+/// A worker thread's im2col and product (or gathered output gradient) buffers, kept
+/// from one chunk (and layer) to the next. Before, each rayon job of the forward
+/// convolution made its own and zeroed them (`resize`): 900 MB of `memset` in one
+/// ResNet18 `explain --method gradient` run, and the allocations with it; the weight
+/// gradient zeroed two per part and layer. Nothing read from them is stale: im2col writes
+/// every element it hands on (zeros in the padding included), the product does not read
+/// its destination, and the weight gradient writes every element of the output gradient
+/// it gathers. They stay for the thread's life: at most one chunk each (about 1 Mi
+/// floats, 4–5 MB on the largest layers of ResNet and VGG) per worker thread.
 pub(crate) struct Scratch {
     col: Vec<f32>,
     product: Vec<f32>,
@@ -205,10 +205,12 @@ impl Scratch {
         at_least(&mut self.col, len)
     }
 
-    /// The first `col` elements of the im2col buffer and the first `product` of the
-    /// other, both written before.
-    pub(crate) fn both(&self, col: usize, product: usize) -> (&[f32], &[f32]) {
-        (&self.col[..col], &self.product[..product])
+    /// [`col`](Self::col) and [`product`](Self::product) at once.
+    pub(crate) fn both(&mut self, col: usize, product: usize) -> (&mut [f32], &mut [f32]) {
+        (
+            at_least(&mut self.col, col),
+            at_least(&mut self.product, product),
+        )
     }
 
     /// `len` elements for a product (or an output gradient), apart from
